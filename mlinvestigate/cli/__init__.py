@@ -1,0 +1,98 @@
+"""The `mlinv` command line: a thin layer over the library.
+
+Each command parses options, calls one core function and renders its Result. `main()` is the
+one error boundary: known errors become one line on stderr and a documented exit code; a
+traceback is shown only with MLINV_DEBUG=1.
+
+Exit codes: 0 ok · 1 empty result or unexpected error · 2 usage (bad option, time, rule) ·
+3 unreadable input · 4 database unavailable or in use · 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from .. import __version__
+from ..errors import MLInvestigateError
+
+app = typer.Typer(
+    name="mlinv",
+    help="Investigate ML model-serving incidents from JSON prediction logs.\n\n"
+    "Quick start:  mlinv ingest sample_logs/  then  mlinv summary",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        print(f"mlinv {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Show the version."
+    ),
+) -> None:
+    """Investigate ML model-serving incidents from JSON prediction logs."""
+
+
+def _register_commands() -> None:
+    import importlib.util
+
+    from . import data_cmds  # noqa: F401  (commands register themselves on `app`)
+
+    if importlib.util.find_spec(f"{__name__}.investigate") is not None:
+        from . import investigate  # noqa: F401
+
+
+_register_commands()
+
+
+def main() -> None:
+    """Entry point for the console scripts."""
+    try:
+        app(standalone_mode=False)
+    except MLInvestigateError as exc:
+        _fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        print("mlinv: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except BrokenPipeError:
+        # `mlinv … | head`: the reader left; that is not an error.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(0)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        print("mlinv: aborted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as exc:  # the click usage errors and anything unexpected
+        import click
+
+        if isinstance(exc, click.exceptions.NoArgsIsHelpError):
+            sys.exit(0)
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
+        if os.environ.get("MLINV_DEBUG"):
+            raise
+        _fail(f"unexpected error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+              " (set MLINV_DEBUG=1 for a traceback)", 1)
+    sys.exit(0)
+
+
+def _fail(message: str, code: int) -> None:
+    from ..sanitize import clean
+
+    print(f"mlinv: error: {clean(message)}", file=sys.stderr)
+    sys.exit(code)

@@ -1,0 +1,120 @@
+"""Options shared by every investigation command, spelled the same everywhere, and the one
+place where a command gets its database (a file, or an in-memory one fed by --logs)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from ..errors import UsageError
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from ..result import Result
+
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", help="Database file (default: $MLINV_DB, else ./mlinv.duckdb).",
+                 show_default=False),
+]
+LogsOption = Annotated[
+    list[str] | None,
+    typer.Option("--logs", help="Run on these log files/globs/dirs, or '-' for stdin, without a "
+                 "prior ingest (in-memory database).", show_default=False),
+]
+SinceOption = Annotated[
+    str | None,
+    typer.Option("--since", help="Start: ISO time, epoch, or relative (30m, 2h, 1d) counted back "
+                 "from the newest event.", show_default=False),
+]
+UntilOption = Annotated[
+    str | None,
+    typer.Option("--until", help="End: same forms as --since.", show_default=False),
+]
+WallClockOption = Annotated[
+    bool,
+    typer.Option("--wall-clock", help="Count relative --since/--until back from now, not from the "
+                 "newest event."),
+]
+ModelOption = Annotated[
+    str | None, typer.Option("--model", help="Only this model_id.", show_default=False)
+]
+VersionOption = Annotated[
+    str | None, typer.Option("--version", help="Only this model_version.", show_default=False)
+]
+ServiceOption = Annotated[
+    str | None, typer.Option("--service", help="Only this service.", show_default=False)
+]
+WhereOption = Annotated[
+    str | None,
+    typer.Option("--where", help="Extra SQL condition on event columns, e.g. \"input_size > 1000\".",
+                 show_default=False),
+]
+LimitOption = Annotated[int, typer.Option("--limit", help="At most this many rows.", min=1)]
+FormatOption = Annotated[
+    str,
+    typer.Option("--format", "-f", help="table, json, csv or markdown."),
+]
+
+
+@dataclass
+class CommonOptions:
+    db: str | None = None
+    logs: list[str] | None = None
+    since: str | None = None
+    until: str | None = None
+    wall_clock: bool = False
+    model: str | None = None
+    version: str | None = None
+    service: str | None = None
+    where: str | None = None
+    limit: int = 20
+    format: str = "table"
+
+    def check_format(self) -> None:
+        from ..output import FORMATS
+
+        if self.format not in FORMATS:
+            raise UsageError(f"unknown --format {self.format!r}", hint="table, json, csv or markdown")
+
+
+@contextmanager
+def open_database(db: str | None, logs: list[str] | None, *, quiet: bool = True
+                  ) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The database a command reads: the file (read-only), or with --logs an in-memory one
+    filled from the given logs through the same ingest code."""
+    from .. import store
+
+    if logs:
+        from ..ingest.pipeline import ingest_paths
+
+        con = store.connect(store.MEMORY)
+        try:
+            report = ingest_paths(con, list(logs))
+            if not quiet and report.rejects:
+                print(f"mlinv: {report.rejects} rejected lines (see `mlinv rejects`)", file=sys.stderr)
+            yield con
+        finally:
+            con.close()
+        return
+    con = store.connect(db, read_only=True)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def emit(result: Result, fmt: str, *, empty_message: str | None = None) -> None:
+    """Print a result; an empty one prints a clear message on stderr and exits 1."""
+    from ..output import render
+
+    if not result.rows:
+        print(f"mlinv: {empty_message or 'no matching events'}", file=sys.stderr)
+        raise typer.Exit(1)
+    render(result, fmt)

@@ -1,0 +1,590 @@
+"""Ingest sources into the event table: bookkeeping, idempotency, crash safety.
+
+Each file is a `sources` row holding how far it has been read (byte offset in the decompressed
+stream, line count). Batches are committed together with that offset, so a Ctrl-C or kill -9
+loses at most the batch in flight, and a re-run resumes exactly there: no duplicates, no gaps.
+A file whose leading bytes changed (replaced) or that shrank (truncated/rotated) is read again
+from the start as a new generation. Stdin is one transaction: it is either wholly in, or not at
+all, and a stream already ingested (same sha256) is not added twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import InputError, UsageError
+from ..schema import EVENT_COLUMN_NAMES, REJECT_RAW_LIMIT
+from . import aliases, envelopes, normalize, reader
+
+if TYPE_CHECKING:
+    import duckdb
+
+COMMIT_LINES = 1_000_000
+"""Lines written per transaction. A crash loses at most this much progress (never data: the
+next run resumes from the last commit)."""
+
+ProgressCallback = Callable[[str, int, int], None]
+"""(source, bytes read so far from disk, lines so far)."""
+
+
+@dataclass
+class SourceReport:
+    source: str
+    status: str
+    """new | resumed | unchanged | rotated | duplicate"""
+    lines: int = 0
+    events: int = 0
+    event_lines: int = 0
+    rejects: int = 0
+    blank_lines: int = 0
+    bytes: int = 0
+
+
+@dataclass
+class IngestReport:
+    sources: list[SourceReport] = field(default_factory=list)
+    seconds: float = 0.0
+    flags: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def lines(self) -> int:
+        return sum(s.lines for s in self.sources)
+
+    @property
+    def events(self) -> int:
+        return sum(s.events for s in self.sources)
+
+    @property
+    def rejects(self) -> int:
+        return sum(s.rejects for s in self.sources)
+
+    @property
+    def blank_lines(self) -> int:
+        return sum(s.blank_lines for s in self.sources)
+
+    @property
+    def bytes(self) -> int:
+        return sum(s.bytes for s in self.sources)
+
+
+@dataclass
+class BatchCounts:
+    lines: int
+    events: int
+    event_lines: int
+    rejects: int
+    blank_lines: int
+    last_ts: Any
+    """Time of the batch's last record, carried to the next batch for records without one."""
+
+    def add_to(self, report: SourceReport) -> None:
+        report.lines += self.lines
+        report.events += self.events
+        report.event_lines += self.event_lines
+        report.rejects += self.rejects
+        report.blank_lines += self.blank_lines
+
+
+def parse_mappings(items: list[str]) -> dict[str, str]:
+    """`column=dotted.path` pairs from --map."""
+    result: dict[str, str] = {}
+    for item in items:
+        column, sep, path = item.partition("=")
+        column, path = column.strip(), path.strip()
+        if not sep or not column or not path:
+            raise UsageError(f"--map {item!r}: expected COLUMN=PATH, e.g. latency_ms=timing.total_ms")
+        if column not in aliases.MAPPABLE_COLUMNS:
+            raise UsageError(
+                f"--map {item!r}: {column!r} is not an event column",
+                hint="one of " + ", ".join(aliases.MAPPABLE_COLUMNS),
+            )
+        result[column] = path
+    return result
+
+
+def save_mappings(con: duckdb.DuckDBPyConnection, mappings: dict[str, str]) -> None:
+    for column, path in mappings.items():
+        con.execute(
+            "INSERT OR REPLACE INTO mappings VALUES ($target, $path, now())",
+            {"target": column, "path": path},
+        )
+
+
+def load_mappings(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    return dict(con.execute("SELECT target, path FROM mappings ORDER BY target").fetchall())
+
+
+class Ingestor:
+    """Ingests sources into one open connection."""
+
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        *,
+        progress: ProgressCallback | None = None,
+        chunk_bytes: int = reader.CHUNK_BYTES,
+        commit_lines: int = COMMIT_LINES,
+    ) -> None:
+        self.con = con
+        self.commit_lines = commit_lines
+        self._in_transaction = False
+        self._pending_lines = 0
+        self.progress = progress
+        self.chunk_bytes = chunk_bytes
+        self.con.execute(normalize.MACROS)
+        self.con.execute(normalize.FRESH_TABLE_SQL)
+        self.mappings = load_mappings(con)
+        self.unwrapped_sql, params = normalize.extract_sql(
+            normalize.UNWRAPPED_INPUT_SQL, self.mappings, keys=None
+        )
+        self.params: dict[str, str] | None = params or None
+        self.present_keys: set[str] = set()
+        self._sql_for_keys: dict[frozenset[str], tuple[str, str]] = {}
+        self._event_columns = ", ".join(
+            {"source": "$source AS source", "source_id": "$source_id AS source_id"}.get(c, c)
+            for c in EVENT_COLUMN_NAMES
+        )
+        self.flags: dict[str, int] = {}
+
+    # --- public ------------------------------------------------------------------------------
+
+    def ingest(self, paths: list[str]) -> IngestReport:
+        started = time.perf_counter()
+        report = IngestReport()
+        for path in reader.expand_paths(paths):
+            if path == "-":
+                report.sources.append(self.ingest_stdin())
+            else:
+                report.sources.append(self.ingest_file(path))
+        report.seconds = time.perf_counter() - started
+        report.flags = dict(self.flags)
+        return report
+
+    def ingest_file(self, path: str) -> SourceReport:
+        abspath = os.path.abspath(path)
+        if not os.path.isfile(abspath):
+            raise InputError(f"no such file: {path}")
+        size, mtime, inode = reader.file_identity(abspath)
+        previous = self._latest_source(abspath)
+        start_offset, start_line, carry_ts = 0, 1, None
+        status = "new"
+        if previous is not None:
+            verdict = self._compare(previous, abspath, size)
+            if verdict == "unchanged":
+                return SourceReport(source=path, status="unchanged")
+            if verdict == "resume":
+                source_id = previous["source_id"]
+                start_offset = previous["bytes_read"]
+                start_line = previous["lines_read"] + 1
+                carry_ts = previous["last_ts"]
+                status = "resumed"
+            else:
+                status = "rotated"
+        if status in ("new", "rotated"):
+            digest, digest_len = reader.fingerprint(abspath)
+            source_id = self._new_source(
+                abspath, "file", reader.compression_of(abspath), digest, digest_len, size, mtime, inode
+            )
+            if previous is not None:
+                self.con.execute(
+                    "UPDATE sources SET superseded_by = $new WHERE source_id = $old",
+                    {"new": source_id, "old": previous["source_id"]},
+                )
+        report = SourceReport(source=path, status=status)
+        with reader.open_stream(abspath) as stream:
+            if start_offset:
+                reader.skip_bytes(stream, start_offset)
+            raw_file = _underlying_file(stream)
+            batches = reader.iter_line_batches(
+                stream, start_offset=start_offset, start_line=start_line, chunk_bytes=self.chunk_bytes
+            )
+            for batch in _read_ahead(batches):
+                counts = self._commit_batch(batch, source_id, abspath, carry_ts)
+                counts.add_to(report)
+                carry_ts = counts.last_ts
+                report.bytes = batch.end_offset - start_offset
+                if self.progress:
+                    position = raw_file.tell() if raw_file is not None else batch.end_offset
+                    self.progress(path, position, report.lines)
+        self.commit()
+        digest, digest_len = reader.fingerprint(abspath)
+        self.con.execute(
+            """UPDATE sources SET complete = true, fingerprint = $fp, fingerprint_len = $fl,
+                   file_size = $size, file_mtime = $mtime, file_inode = $inode
+               WHERE source_id = $id""",
+            {"fp": digest, "fl": digest_len, "size": os.path.getsize(abspath),
+             "mtime": mtime, "inode": inode, "id": source_id},
+        )
+        return report
+
+    def ingest_stdin(self, stream: Any = None, name: str = reader.STDIN) -> SourceReport:
+        """Ingest a pipe. Batches are committed as they come (memory stays bounded); a stream
+        cut short by Ctrl-C or a crash is marked incomplete and removed by the next stdin ingest,
+        and a stream whose sha256 matches a complete earlier one is not added twice."""
+        import sys
+
+        stream = stream if stream is not None else sys.stdin.buffer
+        self._remove_interrupted_stdin()
+        hasher = hashlib.sha256()
+        report = SourceReport(source=name, status="new")
+        carry_ts = None
+        source_id = self._new_source(name, "stdin", "none", None, 0, None, None, None)
+        end_offset = 0
+        batches = reader.iter_line_batches(stream, hasher=hasher, chunk_bytes=self.chunk_bytes)
+        for batch in _read_ahead(batches):
+            counts = self._commit_batch(batch, source_id, name, carry_ts)
+            counts.add_to(report)
+            carry_ts = counts.last_ts
+            end_offset = batch.end_offset
+            if self.progress:
+                self.progress(name, end_offset, report.lines)
+        self.commit()
+        digest = hasher.hexdigest()
+        duplicate = self.con.execute(
+            """SELECT source_id FROM sources
+               WHERE kind = 'stdin' AND complete AND fingerprint = $fp AND bytes_read = $n
+                 AND source_id <> $id""",
+            {"fp": digest, "n": end_offset, "id": source_id},
+        ).fetchone()
+        if duplicate and end_offset > 0:
+            self._delete_source(source_id)
+            return SourceReport(source=name, status="duplicate", lines=report.lines)
+        self.con.execute(
+            "UPDATE sources SET complete = true, fingerprint = $fp, fingerprint_len = $n "
+            "WHERE source_id = $id",
+            {"fp": digest, "n": end_offset, "id": source_id},
+        )
+        report.bytes = end_offset
+        return report
+
+    def _remove_interrupted_stdin(self) -> None:
+        for (source_id,) in self.con.execute(
+            "SELECT source_id FROM sources WHERE kind = 'stdin' AND NOT complete"
+        ).fetchall():
+            self._delete_source(source_id)
+
+    def _delete_source(self, source_id: int) -> None:
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            for table in ("events", "rejects", "sources"):
+                self.con.execute(f"DELETE FROM {table} WHERE source_id = $id", {"id": source_id})
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+
+    def _commit_batch(
+        self, batch: reader.LineBatch, source_id: int, source: str, carry_ts: Any
+    ) -> BatchCounts:
+        """Write the batch's events and rejects together with the new read position, in the
+        open transaction; commit once COMMIT_ROWS lines are pending. Committing every small
+        batch made DuckDB rewrite its last row group at each checkpoint (measured: commits
+        took longer than parsing)."""
+        if not self._in_transaction:
+            self.con.execute("BEGIN TRANSACTION")
+            self._in_transaction = True
+        try:
+            counts, extra_rejects = self._stage_batch(batch, carry_ts)
+            self._store_batch(source_id, source, extra_rejects)
+            self._advance_source(source_id, batch, counts)
+        except BaseException:
+            self.rollback()
+            raise
+        self._pending_lines += batch.line_count
+        if self._pending_lines >= self.commit_lines:
+            self.commit()
+        return counts
+
+    def commit(self) -> None:
+        if self._in_transaction:
+            try:
+                self.con.execute("COMMIT")
+            except BaseException:
+                self.rollback()
+                raise
+            self._in_transaction = False
+            self._pending_lines = 0
+
+    def rollback(self) -> None:
+        if self._in_transaction:
+            self._in_transaction = False
+            self._pending_lines = 0
+            self.con.execute("ROLLBACK")
+
+    # --- one batch ---------------------------------------------------------------------------
+
+    def _stage_batch(
+        self, batch: reader.LineBatch, carry_ts: Any
+    ) -> tuple[BatchCounts, list[tuple[Any, ...]]]:
+        con = self.con
+        # A fresh table per batch: DELETE would leave dead rows that every later scan wades through.
+        con.execute(normalize.FRESH_TABLE_SQL)
+        con.register("batch", batch.table)
+        try:
+            batch_sql, prefixed_sql = self._sql_for(self._discover_keys())
+            con.execute(batch_sql, self.params)
+        finally:
+            con.unregister("batch")
+        kinds = dict(con.execute("SELECT kind, count(*) FROM mlinv_fresh GROUP BY kind").fetchall())
+        if kinds.get("prefixed"):
+            con.execute(prefixed_sql, self.params)
+        envelope_rejects: list[tuple[int, int, str, str]] = []
+        if kinds.get("envelope"):
+            envelope_rejects = self._unwrap_envelopes()
+        missing_ts = con.execute(
+            "SELECT count(*) FROM mlinv_fresh WHERE ts IS NULL AND kind = 'record'"
+        ).fetchone()[0]
+        if missing_ts:
+            con.execute(normalize.FILL_MISSING_TS_SQL, {"carry": carry_ts})
+        for name, value in zip(
+            ("unparsed_latency", "negative_latency", "absurd_latency", "ts_inferred", "ts_missing"),
+            con.execute(normalize.FLAG_COUNTS_SQL).fetchone(),
+            strict=True,
+        ):
+            if value:
+                self.flags[name] = self.flags.get(name, 0) + int(value)
+
+        events, event_lines, last_ts = con.execute(
+            """SELECT count(*), count(DISTINCT line),
+                      arg_max(ts, line * 100000 + record) FILTER (WHERE ts IS NOT NULL)
+               FROM mlinv_fresh WHERE kind = 'record'"""
+        ).fetchone()
+        extra_rejects: list[tuple[Any, ...]] = [
+            (r.line, r.byte_offset, "invalid_utf8", "not valid UTF-8 (bytes shown as \\x escapes)",
+             r.raw[:REJECT_RAW_LIMIT], r.raw_bytes)
+            for r in batch.invalid_utf8
+        ] + [
+            (line, offset, "envelope", reason, text[:REJECT_RAW_LIMIT],
+             len(text.encode("utf-8", "surrogatepass")))
+            for line, offset, reason, text in envelope_rejects
+        ]
+        rejects = sum(kinds.get(k, 0) for k in normalize.REJECT_REASONS) + len(extra_rejects)
+        blank = kinds.get("blank", 0)
+        # Accounting is an invariant, not a hope: every physical line is exactly one of these.
+        if event_lines + rejects + blank != batch.line_count:
+            raise RuntimeError(
+                f"line accounting mismatch at lines {batch.first_line}-"
+                f"{batch.first_line + batch.line_count - 1}: {event_lines} with events + "
+                f"{rejects} rejects + {blank} blank != {batch.line_count}"
+            )
+        counts = BatchCounts(
+            lines=batch.line_count, events=events, event_lines=event_lines, rejects=rejects,
+            blank_lines=blank, last_ts=last_ts if last_ts is not None else carry_ts,
+        )
+        return counts, extra_rejects
+
+    def _store_batch(self, source_id: int, source: str, extra_rejects: list[tuple[Any, ...]]) -> None:
+        con = self.con
+        params = {"source": source, "source_id": source_id}
+        con.execute(
+            f"INSERT INTO events SELECT {self._event_columns} FROM mlinv_fresh WHERE kind = 'record'",
+            params,
+        )
+        reasons = " ".join(f"WHEN '{k}' THEN '{v}'" for k, v in normalize.REJECT_REASONS.items())
+        con.execute(
+            f"""
+            INSERT INTO rejects
+            SELECT $source_id, $source, line, byte_offset, kind, CASE kind {reasons} END,
+                   left(rtrim(text, E'\\r\\n'), {REJECT_RAW_LIMIT}),
+                   strlen(rtrim(text, E'\\r\\n'))
+            FROM mlinv_fresh WHERE kind IN ('not_json', 'invalid_json', 'not_object')
+            """,
+            params,
+        )
+        if extra_rejects:
+            con.executemany(
+                "INSERT INTO rejects VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(source_id, source, *row) for row in extra_rejects],
+            )
+
+    def _discover_keys(self) -> frozenset[str]:
+        """The alias keys present in the batch: those of a sample of lines, plus any other alias
+        key found anywhere in the batch by one regular expression (so none is ever missed; a
+        false hit, e.g. a nested key of the same name, only adds a struct field)."""
+        known = set(aliases.all_keys())
+        sample = self.con.execute(
+            """SELECT DISTINCT unnest(json_keys(text)) FROM (
+                   SELECT text FROM batch WHERE valid_utf8 LIMIT 2000
+               ) WHERE json_valid(text) AND starts_with(text, '{')"""
+        ).fetchall()
+        self.present_keys.update(k for (k,) in sample if k in known)
+        absent = [k for k in aliases.all_keys() if k not in self.present_keys]
+        if absent:
+            pattern = '"(' + "|".join(re.escape(k) for k in absent) + r')"\s*:'
+            hits = self.con.execute(
+                """SELECT DISTINCT unnest(regexp_extract_all(text, $pattern, 1)) FROM batch
+                   WHERE valid_utf8 AND regexp_matches(text, $pattern)""",
+                {"pattern": pattern},
+            ).fetchall()
+            self.present_keys.update(k for (k,) in hits if k in known)
+        return frozenset(self.present_keys)
+
+    def _sql_for(self, keys: frozenset[str]) -> tuple[str, str]:
+        if keys not in self._sql_for_keys:
+            batch_sql, _ = normalize.extract_sql(normalize.BATCH_INPUT_SQL, self.mappings, set(keys))
+            prefixed_sql, _ = normalize.extract_sql(
+                normalize.PREFIXED_INPUT_SQL, self.mappings, set(keys)
+            )
+            self._sql_for_keys[keys] = (batch_sql, prefixed_sql)
+        return self._sql_for_keys[keys]
+
+    def _unwrap_envelopes(self) -> list[tuple[int, int, str, str]]:
+        """Unwrap Docker/GCP/OTLP lines in Python and extract their records; returns rejects."""
+        import pyarrow as pa
+
+        rows: dict[str, list[Any]] = {"line": [], "byte_offset": [], "record": [], "payload": []}
+        rejected: list[tuple[int, int, str, str]] = []
+        for line, offset, text in self.con.execute(
+            "SELECT line, byte_offset, text FROM mlinv_fresh WHERE kind = 'envelope' ORDER BY line"
+        ).fetchall():
+            result = envelopes.unwrap(text)
+            if result.reject_reason:
+                rejected.append((line, offset, result.reject_reason, text.rstrip("\r\n")))
+            for index, record in enumerate(result.records):
+                rows["line"].append(line)
+                rows["byte_offset"].append(offset)
+                rows["record"].append(index)
+                rows["payload"].append(record)
+        unwrapped = pa.table(
+            {
+                "line": pa.array(rows["line"], pa.int64()),
+                "byte_offset": pa.array(rows["byte_offset"], pa.int64()),
+                "record": pa.array(rows["record"], pa.int32()),
+                "payload": pa.array(rows["payload"], pa.string()),
+            }
+        )
+        self.con.register("mlinv_unwrapped", unwrapped)
+        try:
+            self.con.execute(self.unwrapped_sql, self.params)
+        finally:
+            self.con.unregister("mlinv_unwrapped")
+        return rejected
+
+    # --- bookkeeping -------------------------------------------------------------------------
+
+    def _advance_source(self, source_id: int, batch: reader.LineBatch, counts: BatchCounts) -> None:
+        self.con.execute(
+            """UPDATE sources SET bytes_read = $offset, lines_read = lines_read + $lines,
+                   events = events + $events, rejects = rejects + $rejects,
+                   blank_lines = blank_lines + $blank, last_ts = $last_ts, last_ingest = now()
+               WHERE source_id = $id""",
+            {
+                "offset": batch.end_offset, "lines": counts.lines, "events": counts.events,
+                "rejects": counts.rejects, "blank": counts.blank_lines, "last_ts": counts.last_ts,
+                "id": source_id,
+            },
+        )
+
+    def _latest_source(self, abspath: str) -> dict[str, Any] | None:
+        cur = self.con.execute(
+            """SELECT * FROM sources WHERE path = $path AND superseded_by IS NULL
+               ORDER BY source_id DESC LIMIT 1""",
+            {"path": abspath},
+        )
+        row = cur.fetchone()
+        if row is None:
+            return None
+        return dict(zip([d[0] for d in cur.description], row, strict=True))
+
+    def _compare(self, previous: dict[str, Any], abspath: str, size: int) -> str:
+        """unchanged | resume | rotated"""
+        compression = reader.compression_of(abspath)
+        digest, _ = reader.fingerprint(abspath, previous["fingerprint_len"] or 0)
+        if previous["fingerprint"] and digest != previous["fingerprint"]:
+            return "rotated"
+        if compression == "none":
+            if size < previous["bytes_read"]:
+                return "rotated"
+            if size == previous["bytes_read"] and previous["complete"]:
+                return "unchanged"
+            return "resume"
+        # Compressed: the on-disk size tells whether anything was appended.
+        if previous["complete"] and previous["file_size"] == size:
+            return "unchanged"
+        return "resume"
+
+    def _new_source(
+        self, path: str, kind: str, compression: str, digest: str | None, digest_len: int,
+        size: int | None, mtime: float | None, inode: int | None,
+    ) -> int:
+        source_id = self.con.execute("SELECT coalesce(max(source_id), 0) + 1 FROM sources").fetchone()[0]
+        self.con.execute(
+            """INSERT INTO sources (source_id, path, kind, compression, fingerprint, fingerprint_len,
+                   file_size, file_mtime, file_inode, first_ingest, last_ingest)
+               VALUES ($id, $path, $kind, $compression, $fp, $fl, $size, $mtime, $inode, now(), now())""",
+            {"id": source_id, "path": path, "kind": kind, "compression": compression, "fp": digest,
+             "fl": digest_len, "size": size, "mtime": mtime, "inode": inode},
+        )
+        return int(source_id)
+
+
+def _underlying_file(stream: Any) -> Any:
+    """The on-disk file behind a (possibly decompressing) stream, for progress in disk bytes."""
+    for attr in ("fileobj", "_fp", "raw"):
+        inner = getattr(stream, attr, None)
+        if inner is not None and hasattr(inner, "tell"):
+            return inner
+    return stream if hasattr(stream, "tell") else None
+
+
+_DONE = object()
+
+
+def _read_ahead(batches: Iterator[reader.LineBatch], depth: int = 2) -> Iterator[reader.LineBatch]:
+    """Read and split the next chunk in a thread while DuckDB parses the current one (both
+    release the GIL), so reading costs no wall time on a 2-core machine."""
+    slots: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                while not stop.is_set():
+                    try:
+                        slots.put(batch, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            slots.put(_DONE)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            slots.put(exc)
+
+    worker = threading.Thread(target=produce, name="mlinv-reader", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = slots.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
+def ingest_paths(
+    con: duckdb.DuckDBPyConnection,
+    paths: list[str],
+    *,
+    mappings: dict[str, str] | None = None,
+    progress: ProgressCallback | None = None,
+) -> IngestReport:
+    """Ingest files/globs/directories/'-' into an open database."""
+    if mappings:
+        save_mappings(con, mappings)
+    return Ingestor(con, progress=progress).ingest(paths)
+
+
+__all__ = ["IngestReport", "Ingestor", "SourceReport", "ingest_paths", "parse_mappings", "Path"]

@@ -1,0 +1,308 @@
+"""Read a byte stream (file, .gz, .zst, stdin) into Arrow batches of physical lines.
+
+Python only moves bytes: it finds newlines with numpy and hands DuckDB zero-copy Arrow string
+arrays; JSON parsing happens in SQL (see normalize.py). Every physical line keeps its 1-based
+number and byte offset in the decompressed stream, so a reject can always be found again.
+
+Lines that are not valid UTF-8 cannot enter DuckDB as text: they are reported separately
+(`LineBatch.invalid_utf8`) with their bytes shown as backslash escapes, and replaced in the
+batch by an empty placeholder that the SQL skips.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+from ..errors import InputError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+CHUNK_BYTES = 16 << 20
+"""Bytes read per step. Peak memory is a small multiple of this (plus one line if longer)."""
+
+ARROW_BATCH_ROWS = 8192
+"""Rows per Arrow record batch: DuckDB scans batches in parallel, so one huge batch uses one core."""
+
+FINGERPRINT_BYTES = 4096
+"""Leading bytes hashed to recognise a file again (and notice one that was replaced)."""
+
+UTF8_BOM = b"\xef\xbb\xbf"
+STDIN = "<stdin>"
+
+
+@dataclass
+class InvalidLine:
+    line: int
+    byte_offset: int
+    raw: str
+    raw_bytes: int
+
+
+@dataclass
+class LineBatch:
+    """A run of complete physical lines, as an Arrow table with columns line/byte_offset/text."""
+
+    table: pa.Table
+    first_line: int
+    line_count: int
+    end_offset: int
+    """Offset just past the last byte of this batch (the resume point once committed)."""
+    invalid_utf8: list[InvalidLine] = field(default_factory=list)
+
+
+def compression_of(path: str) -> str:
+    lower = path.lower()
+    if lower.endswith(".gz") or lower.endswith(".gzip"):
+        return "gzip"
+    if lower.endswith(".zst") or lower.endswith(".zstd"):
+        return "zstd"
+    return "none"
+
+
+def open_stream(path: str) -> IO[bytes]:
+    """A binary stream of the decompressed content. '-' is stdin."""
+    if path == "-":
+        return sys.stdin.buffer
+    kind = compression_of(path)
+    try:
+        raw = open(path, "rb")  # noqa: SIM115 - the caller closes the returned stream
+    except FileNotFoundError:
+        raise InputError(f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise InputError(f"{path} is a directory") from None
+    except PermissionError:
+        raise InputError(f"permission denied: {path}") from None
+    if kind == "gzip":
+        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+    if kind == "zstd":
+        import zstandard
+
+        return zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)  # type: ignore[return-value]
+    return raw
+
+
+def fingerprint(path: str, length: int = FINGERPRINT_BYTES) -> tuple[str, int]:
+    """sha256 of the first `length` decompressed bytes, and how many bytes that was."""
+    with open_stream(path) as stream:
+        head = _read_exactly(stream, length)
+    return hashlib.sha256(head).hexdigest(), len(head)
+
+
+def _read_exactly(stream: IO[bytes], n: int) -> bytes:
+    parts: list[bytes] = []
+    remaining = n
+    while remaining > 0:
+        piece = stream.read(remaining)
+        if not piece:
+            break
+        parts.append(piece)
+        remaining -= len(piece)
+    return b"".join(parts)
+
+
+def skip_bytes(stream: IO[bytes], n: int) -> int:
+    """Move a (possibly non-seekable, decompressing) stream forward by n bytes."""
+    if n <= 0:
+        return 0
+    try:
+        if stream.seekable() and not isinstance(stream, gzip.GzipFile):
+            stream.seek(n, io.SEEK_CUR)
+            return n
+    except (OSError, AttributeError):
+        pass
+    skipped = 0
+    while skipped < n:
+        piece = stream.read(min(CHUNK_BYTES, n - skipped))
+        if not piece:
+            break
+        skipped += len(piece)
+    return skipped
+
+
+def iter_line_batches(
+    stream: IO[bytes],
+    *,
+    start_offset: int = 0,
+    start_line: int = 1,
+    chunk_bytes: int = CHUNK_BYTES,
+    hasher: hashlib._Hash | None = None,
+    final: bool = True,
+) -> Iterator[LineBatch]:
+    """Yield batches of complete lines from `stream`, which is positioned at `start_offset`.
+
+    A last line without a newline is yielded when the stream ends if `final` (a closed file);
+    otherwise it is left unread so that a writer can finish it (follow mode).
+    """
+    import numpy as np
+
+    carry = b""
+    offset = start_offset
+    line_no = start_line
+    at_stream_start = start_offset == 0
+    while True:
+        chunk = stream.read(chunk_bytes)
+        if hasher is not None and chunk:
+            hasher.update(chunk)
+        if at_stream_start and chunk:
+            # A UTF-8 byte-order mark is not part of the first record; its bytes still count.
+            if (carry + chunk).startswith(UTF8_BOM):
+                chunk = (carry + chunk)[len(UTF8_BOM) :]
+                carry = b""
+                offset += len(UTF8_BOM)
+                at_stream_start = False
+            elif len(carry + chunk) >= len(UTF8_BOM):
+                at_stream_start = False
+        data = carry + chunk if carry else chunk
+        if not chunk:
+            if data and final:
+                yield _make_batch(data, np.array([len(data)], dtype=np.int64), offset, line_no)
+            return
+        view = np.frombuffer(data, dtype=np.uint8)
+        newline_positions = np.flatnonzero(view == 10)
+        if len(newline_positions) == 0:
+            carry = data  # a line longer than a chunk: keep reading until it ends
+            continue
+        end = int(newline_positions[-1]) + 1
+        batch = _make_batch(data[:end], newline_positions + 1, offset, line_no)
+        yield batch
+        carry = data[end:]
+        offset += end
+        line_no += batch.line_count
+
+
+def _make_batch(data: bytes, line_ends: object, offset: int, first_line: int) -> LineBatch:
+    """Build the Arrow table for `data`, whose lines end (exclusive) at `line_ends`."""
+    import numpy as np
+    import pyarrow as pa
+
+    ends = np.asarray(line_ends, dtype=np.int64)
+    count = len(ends)
+    starts = np.empty(count, dtype=np.int64)
+    starts[0] = 0
+    starts[1:] = ends[:-1]
+    invalid: list[InvalidLine] = []
+    buffer: bytes | bytearray = data
+    view = np.frombuffer(data, dtype=np.uint8)
+    if bool((view >= 0x80).any()):
+        buffer, invalid = _blank_invalid_utf8(data, starts, ends, offset, first_line)
+    offsets = np.empty(count + 1, dtype=np.int64)
+    offsets[0] = 0
+    offsets[1:] = ends
+    text = pa.LargeStringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(buffer))
+    valid = np.ones(count, dtype=bool)
+    for bad in invalid:
+        valid[bad.line - first_line] = False
+    table = pa.table(
+        {
+            "line": pa.array(np.arange(first_line, first_line + count, dtype=np.int64)),
+            "byte_offset": pa.array(starts + offset),
+            "text": text,
+            "valid_utf8": pa.array(valid),
+        }
+    )
+    table = pa.Table.from_batches(table.to_batches(max_chunksize=ARROW_BATCH_ROWS))
+    return LineBatch(
+        table=table,
+        first_line=first_line,
+        line_count=count,
+        end_offset=offset + len(data),
+        invalid_utf8=invalid,
+    )
+
+
+def _blank_invalid_utf8(
+    data: bytes, starts: object, ends: object, offset: int, first_line: int
+) -> tuple[bytearray, list[InvalidLine]]:
+    """Find lines that are not valid UTF-8 and overwrite them with spaces (same length, so
+    every offset stays right). A newline byte never occurs inside a multi-byte sequence, so a
+    chunk cut at newlines decodes exactly as its lines do."""
+    import numpy as np
+
+    buffer = bytearray(data)
+    invalid: list[InvalidLine] = []
+    line_starts = np.asarray(starts)
+    line_ends = np.asarray(ends)
+    position = 0
+    while position < len(buffer):
+        try:
+            bytes(buffer[position:]).decode("utf-8")
+            break
+        except UnicodeDecodeError as exc:
+            bad = position + exc.start
+        index = int(np.searchsorted(line_ends, bad, side="right"))
+        lo, hi = int(line_starts[index]), int(line_ends[index])
+        raw = bytes(buffer[lo:hi]).rstrip(b"\r\n")
+        invalid.append(
+            InvalidLine(
+                line=first_line + index,
+                byte_offset=offset + lo,
+                raw=raw.decode("utf-8", errors="backslashreplace"),
+                raw_bytes=len(raw),
+            )
+        )
+        buffer[lo:hi] = b" " * (hi - lo - 1) + b"\n" if hi > lo else b""
+        position = hi
+    return buffer, invalid
+
+
+def file_identity(path: str) -> tuple[int, float, int]:
+    """(size, mtime, inode) of a file on disk."""
+    st = os.stat(path)
+    return st.st_size, st.st_mtime, st.st_ino
+
+
+NOT_LOG_SUFFIXES = frozenset({
+    ".md", ".rst", ".py", ".toml", ".yaml", ".yml", ".ini", ".cfg", ".html", ".css", ".js",
+    ".png", ".jpg", ".jpeg", ".gif", ".svg", ".pdf", ".duckdb", ".wal", ".parquet", ".db",
+    ".sqlite", ".zip", ".tar", ".pyc", ".sh",
+})
+"""Inside a directory, files with these suffixes are not logs and are skipped (a file named
+on the command line or matched by a glob is always read)."""
+
+
+def expand_paths(patterns: list[str]) -> list[str]:
+    """Files named directly, by glob, or found under directories (recursively), in a stable order.
+
+    '-' stands for stdin and is kept where it appears."""
+    import glob
+
+    seen: set[str] = set()
+    result: list[str] = []
+
+    def add(p: str) -> None:
+        key = os.path.abspath(p)
+        if key not in seen:
+            seen.add(key)
+            result.append(p)
+
+    for pattern in patterns:
+        if pattern == "-":
+            result.append("-")
+            continue
+        path = Path(pattern)
+        if path.is_dir():
+            for sub in sorted(path.rglob("*")):
+                if (sub.is_file() and not sub.name.startswith(".")
+                        and sub.suffix.lower() not in NOT_LOG_SUFFIXES):
+                    add(str(sub))
+        elif path.exists():
+            add(pattern)
+        elif any(ch in pattern for ch in "*?["):
+            matches = sorted(glob.glob(pattern, recursive=True))
+            files = [m for m in matches if Path(m).is_file()]
+            if not files:
+                raise InputError(f"no files match {pattern}")
+            for m in files:
+                add(m)
+        else:
+            raise InputError(f"no such file: {pattern}")
+    return result

@@ -1,0 +1,175 @@
+"""The DuckDB database: where it lives, how it is opened, and its numbered migrations.
+
+Every connection pins its time zone to UTC so that day buckets and histograms never depend on
+the machine's zone. Extensions are never auto-installed from the network.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import StoreError
+from .schema import EVENT_COLUMNS
+
+if TYPE_CHECKING:
+    import duckdb
+
+DB_ENV_VAR = "MLINV_DB"
+DEFAULT_DB_NAME = "mlinv.duckdb"
+MEMORY = ":memory:"
+
+
+def resolve_db_path(db: str | os.PathLike[str] | None) -> str:
+    """`--db` wins, then $MLINV_DB, then mlinv.duckdb in the working directory."""
+    if db:
+        return str(db)
+    return os.environ.get(DB_ENV_VAR) or DEFAULT_DB_NAME
+
+
+def _configure(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("SET TimeZone = 'UTC'")
+    # Log fields are untrusted and users run `mlinv sql`: never fetch code from the network.
+    for setting in ("autoinstall_known_extensions", "autoload_known_extensions"):
+        try:
+            con.execute(f"SET {setting} = false")
+        except Exception:  # an older DuckDB without the setting
+            pass
+
+
+_LOCK_PID = re.compile(r"PID (\d+)")
+
+
+def connect(db: str | None, *, read_only: bool = False, create: bool = True) -> duckdb.DuckDBPyConnection:
+    """Open (and migrate) the database. Raises StoreError with a one-line reason."""
+    import duckdb
+
+    path = resolve_db_path(db) if db != MEMORY else MEMORY
+    if path != MEMORY and not create and not Path(path).exists():
+        raise StoreError(
+            f"no database at {path}",
+            hint="run `mlinv ingest FILE...` first, or pass --db / --logs",
+        )
+    if path != MEMORY and read_only and not Path(path).exists():
+        raise StoreError(f"no database at {path}", hint="run `mlinv ingest FILE...` first, or pass --logs")
+    try:
+        con = duckdb.connect(path, read_only=read_only and path != MEMORY)
+    except duckdb.IOException as exc:
+        text = str(exc)
+        if "lock" in text.lower():
+            pid = _LOCK_PID.search(text)
+            who = f" (pid {pid.group(1)})" if pid else ""
+            raise StoreError(f"database {path} is in use by another mlinv process{who}") from None
+        raise StoreError(f"cannot open database {path}: {text.splitlines()[0]}") from None
+    except duckdb.Error as exc:
+        raise StoreError(f"cannot open database {path}: {str(exc).splitlines()[0]}") from None
+    _configure(con)
+    if not (read_only and path != MEMORY):
+        migrate(con)
+    else:
+        _check_version(con, path)
+    return con
+
+
+# --- migrations -------------------------------------------------------------------------------
+
+Migration = Callable[["duckdb.DuckDBPyConnection"], None]
+MIGRATIONS: list[tuple[str, Migration]] = []
+
+
+def migration(fn: Migration) -> Migration:
+    MIGRATIONS.append((fn.__name__, fn))
+    return fn
+
+
+@migration
+def m001_initial(con: duckdb.DuckDBPyConnection) -> None:
+    columns = ",\n    ".join(f"{c.name} {c.sql_type}" for c in EVENT_COLUMNS)
+    con.execute(f"CREATE TABLE events (\n    {columns}\n)")
+    con.execute(
+        """
+        CREATE TABLE sources (
+            source_id     INTEGER PRIMARY KEY,
+            path          VARCHAR NOT NULL,
+            kind          VARCHAR NOT NULL,      -- file | stdin
+            compression   VARCHAR,               -- none | gzip | zstd
+            fingerprint   VARCHAR,               -- sha256 of the first bytes (files) or of all (stdin)
+            fingerprint_len BIGINT,
+            file_size     BIGINT,
+            file_mtime    DOUBLE,
+            file_inode    BIGINT,
+            bytes_read    BIGINT NOT NULL DEFAULT 0,   -- committed offset in the (decompressed) stream
+            lines_read    BIGINT NOT NULL DEFAULT 0,
+            events        BIGINT NOT NULL DEFAULT 0,
+            rejects       BIGINT NOT NULL DEFAULT 0,
+            blank_lines   BIGINT NOT NULL DEFAULT 0,
+            last_ts       TIMESTAMP,             -- carried to the next chunk for records without time
+            complete      BOOLEAN NOT NULL DEFAULT false,
+            superseded_by INTEGER,               -- a rotated/replaced file's newer generation
+            first_ingest  TIMESTAMP NOT NULL,
+            last_ingest   TIMESTAMP NOT NULL
+        )
+        """
+    )
+    con.execute(
+        """
+        CREATE TABLE rejects (
+            source_id   INTEGER NOT NULL,
+            source      VARCHAR NOT NULL,
+            line        BIGINT NOT NULL,
+            byte_offset BIGINT NOT NULL,
+            kind        VARCHAR NOT NULL,
+            reason      VARCHAR NOT NULL,
+            raw         VARCHAR,                 -- first REJECT_RAW_LIMIT bytes, invalid UTF-8 replaced
+            raw_bytes   BIGINT NOT NULL          -- the line's full length in bytes
+        )
+        """
+    )
+    con.execute(
+        """
+        CREATE TABLE mappings (
+            target  VARCHAR PRIMARY KEY,         -- an event column
+            path    VARCHAR NOT NULL,            -- a dotted path in the record
+            created TIMESTAMP NOT NULL
+        )
+        """
+    )
+
+
+def _applied(con: duckdb.DuckDBPyConnection) -> set[str]:
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, applied TIMESTAMP)"
+    )
+    return {row[0] for row in con.execute("SELECT name FROM _migrations").fetchall()}
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> None:
+    """Apply every migration not yet recorded, each in its own transaction."""
+    done = _applied(con)
+    for name, fn in MIGRATIONS:
+        if name in done:
+            continue
+        con.execute("BEGIN TRANSACTION")
+        try:
+            fn(con)
+            con.execute("INSERT INTO _migrations VALUES (?, now())", [name])
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+
+
+def _check_version(con: duckdb.DuckDBPyConnection, path: str) -> None:
+    try:
+        done = {r[0] for r in con.execute("SELECT name FROM _migrations").fetchall()}
+    except Exception:
+        raise StoreError(f"{path} is not an mlinvestigate database") from None
+    missing = [name for name, _ in MIGRATIONS if name not in done]
+    if missing:
+        raise StoreError(
+            f"database {path} predates this version of mlinv",
+            hint="run `mlinv ingest` or `mlinv info` once to upgrade it",
+        )
