@@ -32,6 +32,8 @@ EVENT_COLUMNS: tuple[Column, ...] = (
     Column("latency_ms", "DOUBLE", "Latency in milliseconds. Aliases: duration_ms, elapsed_ms, latency, "
            "response_time_ms, took_ms, duration; text with units (\"47ms\", \"0.047s\") converted; "
            "the original text is kept in attrs."),
+    Column("latency_raw", "VARCHAR", "The latency as logged when it was text rather than a number "
+           "(\"47ms\", \"NaN\"); NULL when it was a plain number."),
     Column("input_size", "BIGINT", "Size of the input (items, tokens or bytes as the service logs it)."),
     Column("input_hash", "VARCHAR", "Hash of the input, for reproducibility without PII."),
     Column("output_hash", "VARCHAR", "Hash of the output."),

@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     import duckdb
 
 DB_ENV_VAR = "MLINV_DB"
+MEMORY_LIMIT_ENV_VAR = "MLINV_MEMORY_LIMIT"
+DEFAULT_MEMORY_LIMIT = "1536MB"
+"""DuckDB's memory limit for every connection: ingest peak memory stays under ~2 GB whatever
+the input size (DuckDB spills to disk beyond it). Override with $MLINV_MEMORY_LIMIT."""
 DEFAULT_DB_NAME = "mlinv.duckdb"
 MEMORY = ":memory:"
 
@@ -32,12 +36,29 @@ def resolve_db_path(db: str | os.PathLike[str] | None) -> str:
 
 def _configure(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("SET TimeZone = 'UTC'")
+    limit = os.environ.get(MEMORY_LIMIT_ENV_VAR) or DEFAULT_MEMORY_LIMIT
+    try:
+        con.execute(f"SET memory_limit = '{_memory_limit_literal(limit)}'")
+    except (ValueError, Exception) as exc:  # a bad value must be a clear usage message
+        from .errors import UsageError
+
+        raise UsageError(f"${MEMORY_LIMIT_ENV_VAR}={limit!r} is not a memory size",
+                         hint="e.g. 2GB or 512MB") from exc
     # Log fields are untrusted and users run `mlinv sql`: never fetch code from the network.
     for setting in ("autoinstall_known_extensions", "autoload_known_extensions"):
         try:
             con.execute(f"SET {setting} = false")
         except Exception:  # an older DuckDB without the setting
             pass
+
+
+_MEMORY_SIZE = re.compile(r"^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$", re.IGNORECASE)
+
+
+def _memory_limit_literal(text: str) -> str:
+    if not _MEMORY_SIZE.match(text):
+        raise ValueError(text)
+    return text.strip()
 
 
 _LOCK_PID = re.compile(r"PID (\d+)")

@@ -254,7 +254,7 @@ SELECT line, byte_offset, 0 AS record, payload,
 FROM (
     SELECT line, byte_offset, substr(text, strpos(text, '{{')) AS payload,
            substr(text, 1, strpos(text, '{{') - 1) AS prefix
-    FROM mlinv_fresh WHERE kind = 'prefixed'
+    FROM mlinv_leftover WHERE kind = 'prefixed'
 )
 """
 """The second pass: JSON after a plain prefix (CRI, kubectl --timestamps, Python's INFO:name:)."""
@@ -270,9 +270,10 @@ FROM mlinv_unwrapped
 def extract_sql(
     input_sql: str, mappings: dict[str, str] | None = None, keys: set[str] | None = None
 ) -> tuple[str, dict[str, str]]:
-    """INSERT the rows of `input_sql` into the temp table `mlinv_fresh`, classified and, for
-    records, extracted. `keys` are the record keys present (None: every known alias).
-    Returns (sql, params)."""
+    """INSERT the records among the rows of `input_sql` straight into `events` (one pass: no
+    staging copy of the record text). `keys` are the record keys present (None: every known
+    alias). Lines that are not records are found afterwards by what did not arrive (see
+    LEFTOVER_SQL). Returns (sql, params); the caller binds $source and $source_id too."""
     mapped, params = mapping_exprs(mappings or {})
     x = Extraction(keys, mapped)
     col = x.column
@@ -294,14 +295,16 @@ def extract_sql(
     status_code = col("status_code", A.STATUS_CODE_KEYS)
     status_text = col("status", A.STATUS_KEYS)
     sql = f"""
-    INSERT INTO mlinv_fresh
+    INSERT INTO events
     SELECT
-        ts, false AS ts_inferred,
+        coalesce(ts, prefix_ts_value) AS ts,
+        ts IS NULL AND prefix_ts_value IS NOT NULL AS ts_inferred,
         event, level, service, request_id, trace_id, span_id, model_id, model_version,
-        status, latency_ms, input_size, input_hash, output_hash, prediction, confidence,
+        status, latency_ms,
+        CASE WHEN TRY_CAST(latency_text AS DOUBLE) IS NULL THEN latency_text END AS latency_raw,
+        input_size, input_hash, output_hash, prediction, confidence,
         error_type, {ERROR_CATEGORY_SQL} AS error_category, error_message, status_code, cache_hit,
-        CASE WHEN kind = 'record' THEN payload END AS attrs, line, byte_offset, record,
-        latency_text, prefix_ts_value, kind, CASE WHEN kind <> 'record' THEN payload END AS text
+        payload AS attrs, $source AS source, line, record, $source_id AS source_id
     FROM (
         SELECT
             *,
@@ -348,45 +351,58 @@ def extract_sql(
             )
         )
     )
+    WHERE kind = 'record'
     """
     return sql, params
 
 
-FRESH_TABLE_SQL = """
-CREATE OR REPLACE TEMP TABLE mlinv_fresh (
-    ts TIMESTAMP, ts_inferred BOOLEAN, event VARCHAR, level VARCHAR, service VARCHAR,
-    request_id VARCHAR, trace_id VARCHAR, span_id VARCHAR, model_id VARCHAR,
-    model_version VARCHAR, status VARCHAR, latency_ms DOUBLE, input_size BIGINT,
-    input_hash VARCHAR, output_hash VARCHAR, prediction VARCHAR, confidence DOUBLE,
-    error_type VARCHAR, error_category VARCHAR, error_message VARCHAR, status_code INTEGER,
-    cache_hit BOOLEAN, attrs VARCHAR, line BIGINT, byte_offset BIGINT, record INTEGER,
-    latency_text VARCHAR, prefix_ts TIMESTAMP, kind VARCHAR, text VARCHAR
+LEFTOVER_SQL = f"""
+CREATE OR REPLACE TEMP TABLE mlinv_leftover AS
+SELECT line, byte_offset, text,
+       CASE WHEN kind = 'record' THEN 'envelope' ELSE kind END AS kind
+FROM (
+    SELECT line, byte_offset, text,
+           {KIND_SQL.replace('payload', 'text')} AS kind
+    FROM batch
+    WHERE valid_utf8
+      AND line NOT IN (
+          SELECT line FROM events
+          WHERE source_id = $source_id AND line BETWEEN $first_line AND $last_line
+      )
 )
 """
+"""Lines of the batch that did not become events in the first pass: blank lines, rejects,
+JSON after a prefix, and envelopes (valid JSON objects the first pass set aside)."""
 
-FILL_MISSING_TS_SQL = """
-UPDATE mlinv_fresh SET ts = filled.ts, ts_inferred = true
+BATCH_EVENTS_WHERE = "source_id = $source_id AND line BETWEEN $first_line AND $last_line"
+
+FILL_MISSING_TS_SQL = f"""
+UPDATE events SET ts = filled.ts, ts_inferred = true
 FROM (
     SELECT line, record,
-           coalesce(prefix_ts,
-                    last_value(ts IGNORE NULLS) OVER (ORDER BY line, record
+           coalesce(last_value(ts IGNORE NULLS) OVER (ORDER BY line, record
                         ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
                     $carry) AS ts
-    FROM mlinv_fresh WHERE kind = 'record'
+    FROM events WHERE {BATCH_EVENTS_WHERE}
 ) AS filled
-WHERE mlinv_fresh.ts IS NULL AND mlinv_fresh.kind = 'record' AND mlinv_fresh.line = filled.line AND mlinv_fresh.record = filled.record
+WHERE events.ts IS NULL AND events.source_id = $source_id
+  AND events.line BETWEEN $first_line AND $last_line
+  AND events.line = filled.line AND events.record = filled.record
 """
-"""A record without a timestamp takes its line prefix's time (CRI, kubectl), else the previous
-record's time (carried across batches and resumed ingests), and is flagged ts_inferred."""
+"""A record without a timestamp (and no time in its line prefix) takes the previous record's
+time, carried across batches and resumed ingests, and is flagged ts_inferred."""
 
-FLAG_COUNTS_SQL = f"""
+BATCH_SUMMARY_SQL = f"""
 SELECT
-    count(*) FILTER (WHERE latency_text IS NOT NULL AND latency_ms IS NULL) AS unparsed_latency,
+    count(*) AS events,
+    count(DISTINCT line) AS event_lines,
+    arg_max(ts, line * 100000 + record) FILTER (WHERE ts IS NOT NULL) AS last_ts,
+    count(*) FILTER (WHERE ts IS NULL) AS ts_missing,
+    count(*) FILTER (WHERE latency_raw IS NOT NULL AND latency_ms IS NULL) AS unparsed_latency,
     count(*) FILTER (WHERE latency_ms < 0) AS negative_latency,
     count(*) FILTER (WHERE latency_ms > {LATENCY_ABSURD_MS}) AS absurd_latency,
-    count(*) FILTER (WHERE ts_inferred) AS ts_inferred,
-    count(*) FILTER (WHERE ts IS NULL) AS ts_missing
-FROM mlinv_fresh WHERE kind = 'record'
+    count(*) FILTER (WHERE ts_inferred) AS ts_inferred
+FROM events WHERE {BATCH_EVENTS_WHERE}
 """
 
 REJECT_REASONS = {

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError, UsageError
-from ..schema import EVENT_COLUMN_NAMES, REJECT_RAW_LIMIT
+from ..schema import REJECT_RAW_LIMIT
 from . import aliases, envelopes, normalize, reader
 
 if TYPE_CHECKING:
@@ -141,7 +141,6 @@ class Ingestor:
         self.progress = progress
         self.chunk_bytes = chunk_bytes
         self.con.execute(normalize.MACROS)
-        self.con.execute(normalize.FRESH_TABLE_SQL)
         self.mappings = load_mappings(con)
         self.unwrapped_sql, params = normalize.extract_sql(
             normalize.UNWRAPPED_INPUT_SQL, self.mappings, keys=None
@@ -149,10 +148,6 @@ class Ingestor:
         self.params: dict[str, str] | None = params or None
         self.present_keys: set[str] = set()
         self._sql_for_keys: dict[frozenset[str], tuple[str, str]] = {}
-        self._event_columns = ", ".join(
-            {"source": "$source AS source", "source_id": "$source_id AS source_id"}.get(c, c)
-            for c in EVENT_COLUMN_NAMES
-        )
         self.flags: dict[str, int] = {}
 
     # --- public ------------------------------------------------------------------------------
@@ -293,8 +288,7 @@ class Ingestor:
             self.con.execute("BEGIN TRANSACTION")
             self._in_transaction = True
         try:
-            counts, extra_rejects = self._stage_batch(batch, carry_ts)
-            self._store_batch(source_id, source, extra_rejects)
+            counts = self._load_batch(batch, source_id, source, carry_ts)
             self._advance_source(source_id, batch, counts)
         except BaseException:
             self.rollback()
@@ -322,73 +316,40 @@ class Ingestor:
 
     # --- one batch ---------------------------------------------------------------------------
 
-    def _stage_batch(
-        self, batch: reader.LineBatch, carry_ts: Any
-    ) -> tuple[BatchCounts, list[tuple[Any, ...]]]:
+    def _load_batch(
+        self, batch: reader.LineBatch, source_id: int, source: str, carry_ts: Any
+    ) -> BatchCounts:
+        """Records go straight into `events`; what did not arrive is classified afterwards
+        (blank, reject, prefixed JSON, envelope) from the few lines left over."""
         con = self.con
-        # A fresh table per batch: DELETE would leave dead rows that every later scan wades through.
-        con.execute(normalize.FRESH_TABLE_SQL)
+        params = {**(self.params or {}), "source": source, "source_id": source_id}
+        batch_range = {
+            "source_id": source_id, "first_line": batch.first_line,
+            "last_line": batch.first_line + batch.line_count - 1,
+        }
         con.register("batch", batch.table)
         try:
             batch_sql, prefixed_sql = self._sql_for(self._discover_keys())
-            con.execute(batch_sql, self.params)
+            con.execute(batch_sql, params)
+            con.execute(normalize.LEFTOVER_SQL, batch_range)
         finally:
             con.unregister("batch")
-        kinds = dict(con.execute("SELECT kind, count(*) FROM mlinv_fresh GROUP BY kind").fetchall())
+        kinds = dict(con.execute("SELECT kind, count(*) FROM mlinv_leftover GROUP BY kind").fetchall())
         if kinds.get("prefixed"):
-            con.execute(prefixed_sql, self.params)
+            con.execute(prefixed_sql, params)
         envelope_rejects: list[tuple[int, int, str, str]] = []
         if kinds.get("envelope"):
-            envelope_rejects = self._unwrap_envelopes()
-        missing_ts = con.execute(
-            "SELECT count(*) FROM mlinv_fresh WHERE ts IS NULL AND kind = 'record'"
-        ).fetchone()[0]
-        if missing_ts:
-            con.execute(normalize.FILL_MISSING_TS_SQL, {"carry": carry_ts})
-        for name, value in zip(
-            ("unparsed_latency", "negative_latency", "absurd_latency", "ts_inferred", "ts_missing"),
-            con.execute(normalize.FLAG_COUNTS_SQL).fetchone(),
-            strict=True,
-        ):
-            if value:
-                self.flags[name] = self.flags.get(name, 0) + int(value)
+            envelope_rejects = self._unwrap_envelopes(params)
 
-        events, event_lines, last_ts = con.execute(
-            """SELECT count(*), count(DISTINCT line),
-                      arg_max(ts, line * 100000 + record) FILTER (WHERE ts IS NOT NULL)
-               FROM mlinv_fresh WHERE kind = 'record'"""
-        ).fetchone()
-        extra_rejects: list[tuple[Any, ...]] = [
-            (r.line, r.byte_offset, "invalid_utf8", "not valid UTF-8 (bytes shown as \\x escapes)",
-             r.raw[:REJECT_RAW_LIMIT], r.raw_bytes)
-            for r in batch.invalid_utf8
-        ] + [
-            (line, offset, "envelope", reason, text[:REJECT_RAW_LIMIT],
-             len(text.encode("utf-8", "surrogatepass")))
-            for line, offset, reason, text in envelope_rejects
-        ]
-        rejects = sum(kinds.get(k, 0) for k in normalize.REJECT_REASONS) + len(extra_rejects)
-        blank = kinds.get("blank", 0)
-        # Accounting is an invariant, not a hope: every physical line is exactly one of these.
-        if event_lines + rejects + blank != batch.line_count:
-            raise RuntimeError(
-                f"line accounting mismatch at lines {batch.first_line}-"
-                f"{batch.first_line + batch.line_count - 1}: {event_lines} with events + "
-                f"{rejects} rejects + {blank} blank != {batch.line_count}"
-            )
-        counts = BatchCounts(
-            lines=batch.line_count, events=events, event_lines=event_lines, rejects=rejects,
-            blank_lines=blank, last_ts=last_ts if last_ts is not None else carry_ts,
-        )
-        return counts, extra_rejects
+        summary = self._batch_summary(batch_range)
+        if summary["ts_missing"] and (carry_ts is not None or summary["last_ts"] is not None):
+            con.execute(normalize.FILL_MISSING_TS_SQL, {**batch_range, "carry": carry_ts})
+            summary = self._batch_summary(batch_range)
+        for name in ("unparsed_latency", "negative_latency", "absurd_latency", "ts_inferred",
+                     "ts_missing"):
+            if summary[name]:
+                self.flags[name] = self.flags.get(name, 0) + int(summary[name])
 
-    def _store_batch(self, source_id: int, source: str, extra_rejects: list[tuple[Any, ...]]) -> None:
-        con = self.con
-        params = {"source": source, "source_id": source_id}
-        con.execute(
-            f"INSERT INTO events SELECT {self._event_columns} FROM mlinv_fresh WHERE kind = 'record'",
-            params,
-        )
         reasons = " ".join(f"WHEN '{k}' THEN '{v}'" for k, v in normalize.REJECT_REASONS.items())
         con.execute(
             f"""
@@ -396,15 +357,41 @@ class Ingestor:
             SELECT $source_id, $source, line, byte_offset, kind, CASE kind {reasons} END,
                    left(rtrim(text, E'\\r\\n'), {REJECT_RAW_LIMIT}),
                    strlen(rtrim(text, E'\\r\\n'))
-            FROM mlinv_fresh WHERE kind IN ('not_json', 'invalid_json', 'not_object')
+            FROM mlinv_leftover WHERE kind IN ('not_json', 'invalid_json', 'not_object')
             """,
-            params,
+            {"source": source, "source_id": source_id},
         )
+        extra_rejects: list[tuple[Any, ...]] = [
+            (source_id, source, r.line, r.byte_offset, "invalid_utf8",
+             "not valid UTF-8 (bytes shown as \\x escapes)", r.raw[:REJECT_RAW_LIMIT], r.raw_bytes)
+            for r in batch.invalid_utf8
+        ] + [
+            (source_id, source, line, offset, "envelope", reason, text[:REJECT_RAW_LIMIT],
+             len(text.encode("utf-8", "surrogatepass")))
+            for line, offset, reason, text in envelope_rejects
+        ]
         if extra_rejects:
-            con.executemany(
-                "INSERT INTO rejects VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(source_id, source, *row) for row in extra_rejects],
+            con.executemany("INSERT INTO rejects VALUES (?, ?, ?, ?, ?, ?, ?, ?)", extra_rejects)
+
+        rejects = sum(kinds.get(k, 0) for k in normalize.REJECT_REASONS) + len(extra_rejects)
+        blank = kinds.get("blank", 0)
+        event_lines = summary["event_lines"]
+        # Accounting is an invariant, not a hope: every physical line is exactly one of these.
+        if event_lines + rejects + blank != batch.line_count:
+            raise RuntimeError(
+                f"line accounting mismatch in {source} at lines {batch.first_line}-"
+                f"{batch_range['last_line']}: {event_lines} with events + {rejects} rejects + "
+                f"{blank} blank != {batch.line_count}"
             )
+        return BatchCounts(
+            lines=batch.line_count, events=summary["events"], event_lines=event_lines,
+            rejects=rejects, blank_lines=blank,
+            last_ts=summary["last_ts"] if summary["last_ts"] is not None else carry_ts,
+        )
+
+    def _batch_summary(self, batch_range: dict[str, int]) -> dict[str, Any]:
+        cur = self.con.execute(normalize.BATCH_SUMMARY_SQL, batch_range)
+        return dict(zip([d[0] for d in cur.description], cur.fetchone(), strict=True))
 
     def _discover_keys(self) -> frozenset[str]:
         """The alias keys present in the batch: those of a sample of lines, plus any other alias
@@ -419,11 +406,13 @@ class Ingestor:
         self.present_keys.update(k for (k,) in sample if k in known)
         absent = [k for k in aliases.all_keys() if k not in self.present_keys]
         if absent:
+            # The pattern is built from our own alias list (never from input) and inlined as a
+            # constant: DuckDB compiles a bound-parameter pattern again for every row.
             pattern = '"(' + "|".join(re.escape(k) for k in absent) + r')"\s*:'
+            literal = "'" + pattern.replace("'", "''") + "'"
             hits = self.con.execute(
-                """SELECT DISTINCT unnest(regexp_extract_all(text, $pattern, 1)) FROM batch
-                   WHERE valid_utf8 AND regexp_matches(text, $pattern)""",
-                {"pattern": pattern},
+                f"""SELECT DISTINCT unnest(regexp_extract_all(text, {literal}, 1)) FROM batch
+                    WHERE valid_utf8 AND regexp_matches(text, {literal})"""
             ).fetchall()
             self.present_keys.update(k for (k,) in hits if k in known)
         return frozenset(self.present_keys)
@@ -437,14 +426,14 @@ class Ingestor:
             self._sql_for_keys[keys] = (batch_sql, prefixed_sql)
         return self._sql_for_keys[keys]
 
-    def _unwrap_envelopes(self) -> list[tuple[int, int, str, str]]:
+    def _unwrap_envelopes(self, params: dict[str, Any]) -> list[tuple[int, int, str, str]]:
         """Unwrap Docker/GCP/OTLP lines in Python and extract their records; returns rejects."""
         import pyarrow as pa
 
         rows: dict[str, list[Any]] = {"line": [], "byte_offset": [], "record": [], "payload": []}
         rejected: list[tuple[int, int, str, str]] = []
         for line, offset, text in self.con.execute(
-            "SELECT line, byte_offset, text FROM mlinv_fresh WHERE kind = 'envelope' ORDER BY line"
+            "SELECT line, byte_offset, text FROM mlinv_leftover WHERE kind = 'envelope' ORDER BY line"
         ).fetchall():
             result = envelopes.unwrap(text)
             if result.reject_reason:
@@ -464,7 +453,7 @@ class Ingestor:
         )
         self.con.register("mlinv_unwrapped", unwrapped)
         try:
-            self.con.execute(self.unwrapped_sql, self.params)
+            self.con.execute(self.unwrapped_sql, params)
         finally:
             self.con.unregister("mlinv_unwrapped")
         return rejected
