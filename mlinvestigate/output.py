@@ -42,8 +42,8 @@ FORMATS = ("table", "json", "csv", "markdown")
 MISSING = "–"
 """Shown for None in table and markdown cells."""
 
-# Piped table output is not wrapped at the terminal's width, so one row stays one line for
-# grep; COLUMNS in the environment still wins.
+# Piped table output is not wrapped at any width, so one row stays one line for grep (COLUMNS is
+# ignored there: test runners and CI set it, and a wrapped row is useless to a pipe).
 _PIPED_TABLE_WIDTH = 4096
 
 # Characters json.dumps(ensure_ascii=False) leaves raw that a terminal still acts on.
@@ -413,14 +413,12 @@ def _markdown_text(result: Result, max_col_width: int | None, level: int = 3) ->
 
 
 def _make_console(file: IO[str]) -> Console:
-    import os
-
     from rich.console import Console
 
     # markup/emoji off: nothing printed here is meant as rich markup, and log data that looks
     # like "[red]" or ":smile:" must show as written.
     console = Console(file=file, highlight=False, markup=False, emoji=False)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
+    if not console.is_terminal:
         console.width = _PIPED_TABLE_WIDTH
     return console
 

@@ -66,3 +66,16 @@ ERROR_CATEGORIES: tuple[str, ...] = (
     "infrastructure",
     "business_logic",
 )
+
+
+def columns_markdown() -> str:
+    """The event table as a markdown table; docs/schema.md embeds it (a test keeps them equal)."""
+    lines = ["| column | type | meaning and origin |", "|---|---|---|"]
+    for c in EVENT_COLUMNS:
+        description = c.description.replace("|", "\\|")
+        lines.append(f"| `{c.name}` | {c.sql_type} | {description} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(columns_markdown())
