@@ -125,16 +125,18 @@ def list_rejects(con: duckdb.DuckDBPyConnection, *, kind: str | None = None,
     if kind is not None and kind not in REJECT_KINDS:
         raise UsageError(f"unknown reject kind {kind!r}", hint="one of " + ", ".join(REJECT_KINDS))
     cur = con.execute(REJECTS_SQL, {"kind": kind, "source": source, "limit": limit})
+    # Fetch before the next execute: a DuckDB connection holds one pending result at a time.
+    rows = cur.fetchall()
+    description = cur.description
     total = con.execute(
         "SELECT count(*) FROM rejects WHERE ($kind IS NULL OR kind = $kind) "
         "AND ($source IS NULL OR contains(source, $source))",
         {"kind": kind, "source": source},
     ).fetchone()[0]
-    rows = cur.fetchall()
     notes = []
     if total > len(rows):
         notes.append(f"{len(rows):,} of {total:,} rejected lines shown (--limit to see more).")
-    return Result.from_cursor("Rejected lines", cur.description, rows, notes=notes)
+    return Result.from_cursor("Rejected lines", description, rows, notes=notes)
 
 
 _READONLY_TYPES = {"SELECT", "EXPLAIN", "PRAGMA"}

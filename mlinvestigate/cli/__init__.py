@@ -60,7 +60,8 @@ _register_commands()
 def main() -> None:
     """Entry point for the console scripts."""
     try:
-        app(standalone_mode=False)
+        # Without standalone mode click returns the code of a typer.Exit instead of exiting.
+        code = app(standalone_mode=False)
     except MLInvestigateError as exc:
         _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
@@ -88,7 +89,7 @@ def main() -> None:
             raise
         _fail(f"unexpected error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
               " (set MLINV_DEBUG=1 for a traceback)", 1)
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def _fail(message: str, code: int) -> None:

@@ -9,7 +9,8 @@ _FLAG_TEXT = {
     "unparsed_latency": "latency values that are not numbers (kept in attrs)",
     "negative_latency": "negative latencies (kept)",
     "absurd_latency": "latencies over 1 hour (kept)",
-    "ts_inferred": "records without a timestamp (given the previous record's time, ts_inferred)",
+    "ts_inferred": "records without their own timestamp "
+                   "(time from the line prefix or the previous record; ts_inferred)",
     "ts_missing": "records with no time at all (ts is NULL)",
 }
 
