@@ -73,11 +73,14 @@ class Extraction:
         return f
 
     def nested(self, column: str) -> list[str]:
-        parts = []
+        return list(self._nested_by_key(column).values())
+
+    def _nested_by_key(self, column: str) -> dict[str, str]:
+        parts: dict[str, str] = {}
         for key, paths in A.NESTED.items():
             f = self.field(key)
             if f is not None and column in paths:
-                parts.append(
+                parts[key] = (
                     f"CASE WHEN starts_with({f}, '{{') THEN json_extract_string({f}, '{paths[column]}') END"
                 )
         return parts
@@ -98,16 +101,29 @@ class Extraction:
         parts: list[str | None] = []
         if column in self.mapped:
             parts.append(typed(self.mapped[column]))
-        parts.extend(self.scalar(k) for k in keys)
-        parts.extend(typed(n) for n in self.nested(column))
+        # Fix: a nested object ranks where its dotted spelling does (ECS writes both
+        # {"event": {"action": ...}} and {"event.action": ...}); appended last, the nested form
+        # lost to lower-priority keys ("message") that the dotted form beats.
+        nested = self._nested_by_key(column)
+        anchors: dict[str, str | None] = {}
+        for key in nested:
+            dotted = f"{key}.{A.NESTED[key][column].removeprefix('$.')}"
+            anchors[key] = dotted if dotted in keys else key if key in keys else None
+        for k in keys:
+            parts.append(self.scalar(k))
+            parts.extend(typed(nested[n]) for n, anchor in anchors.items() if anchor == k)
+        parts.extend(typed(nested[n]) for n, anchor in anchors.items() if anchor is None)
         return self.first(parts)
 
     def envelope(self) -> str:
         f = self.field
         tests = [f"{f(k)} IS NOT NULL" for k in ("resourceLogs", "jsonPayload", "textPayload") if f(k)]
         if f("log") and f("stream"):
-            tests.append(f"({f('log')} IS NOT NULL AND NOT starts_with({f('log')}, '{{') "
-                         f"AND {f('stream')} IS NOT NULL)")
+            # Fix: Docker json-file's "log" is a string, usually holding the JSON record itself;
+            # testing NOT starts_with(log, '{') let exactly those lines through as plain records.
+            # An ECS "log" object is told apart by its JSON type instead.
+            tests.append(f"({f('log')} IS NOT NULL AND {f('stream')} IS NOT NULL "
+                         f"AND json_type(payload, '$.log') = 'VARCHAR')")
         return "(" + " OR ".join(tests) + ")" if tests else "false"
 
 
@@ -193,7 +209,8 @@ CASE
          OR regexp_matches(coalesce(error_type, ''), '(?i)timeout|deadline')
          OR regexp_matches(coalesce(error_message, ''), '(?i)timed? ?out|timeout|deadline exceeded')
          OR list_contains(['timeout', 'timed_out', 'deadline_exceeded'], lower(coalesce(status, '')))
-         OR regexp_matches(coalesce(event, ''), '(?i)timeout')
+         -- the event column holds the message for stdlib/python-json-logger records
+         OR regexp_matches(coalesce(event, ''), '(?i)timed? ?out|timeout|deadline exceeded')
         THEN 'timeout'
     WHEN list_contains([400, 413, 415, 422], status_code)
          OR regexp_matches(coalesce(error_type, ''), '(?i)validation|invalid|schema|badrequest|bad_request|unprocessable')
@@ -300,22 +317,29 @@ def extract_sql(
         coalesce(ts, prefix_ts_value) AS ts,
         ts IS NULL AND prefix_ts_value IS NOT NULL AS ts_inferred,
         event, level, service, request_id, trace_id, span_id, model_id, model_version,
-        status, latency_ms,
-        CASE WHEN TRY_CAST(latency_text AS DOUBLE) IS NULL THEN latency_text END AS latency_raw,
+        status,
+        -- Fix: "NaN"/"Infinity" cast to DOUBLE, so they were stored as NaN/inf (poisoning averages,
+        -- counted as absurd) and not kept as raw text. A latency must be a finite number.
+        CASE WHEN isfinite(latency_ms) THEN latency_ms END AS latency_ms,
+        CASE WHEN NOT coalesce(isfinite(TRY_CAST(latency_text AS DOUBLE)), false)
+             THEN latency_text END AS latency_raw,
         input_size, input_hash, output_hash, prediction, confidence,
         error_type, {ERROR_CATEGORY_SQL} AS error_category, error_message, status_code, cache_hit,
-        payload AS attrs, $source AS source, line, record, $source_id AS source_id
+        -- Fix: attrs is the record as logged, without the line's own LF or CRLF.
+        rtrim(payload, E'\\r\\n') AS attrs, $source AS source, line, record, $source_id AS source_id
     FROM (
         SELECT
             *,
             (error_type IS NOT NULL OR error_message IS NOT NULL OR coalesce(status_code, 0) >= 400
-             OR list_contains(['error', 'critical'], level)
+             -- Fix: coalesce, or a record without a level made is_error NULL, and NOT NULL fell
+             -- through the category CASE to 'infrastructure' for every such record.
+             OR list_contains(['error', 'critical'], coalesce(level, ''))
              OR list_contains(['error', 'failure', 'failed', 'fail', 'timeout'], lower(coalesce(status, '')))
              OR regexp_matches(coalesce(event, ''), '(?i)fail|error|exception')) AS is_error
         FROM (
             SELECT
                 line, byte_offset, record, payload,
-                CASE WHEN kind = 'record' AND classify AND {x.envelope()} THEN 'envelope' ELSE kind END AS kind,
+                CASE WHEN classify AND {x.envelope()} THEN 'envelope' ELSE 'record' END AS kind,
                 mlinv_parse_ts({ts_text}) AS ts,
                 mlinv_parse_ts(prefix_ts) AS prefix_ts_value,
                 {col("event", A.EVENT_KEYS)} AS event,
@@ -343,11 +367,12 @@ def extract_sql(
                                        THEN TRY_CAST({status_text} AS DOUBLE) END) AS INTEGER) AS status_code,
                 TRY_CAST({col("cache_hit", A.CACHE_HIT_KEYS)} AS BOOLEAN) AS cache_hit
             FROM (
-                SELECT *, CASE WHEN kind = 'record' THEN from_json(payload, '{x.struct()}') END AS r
-                FROM (
-                    SELECT *, CASE WHEN classify THEN {KIND_SQL} ELSE 'record' END AS kind
-                    FROM ({input_sql})
-                )
+                -- A filter, not a CASE, keeps non-records out: the parse then runs only on
+                -- records and no struct is carried through CASE (measured: much cheaper).
+                SELECT *, from_json(payload, '{x.struct()}') AS r
+                FROM ({input_sql})
+                WHERE NOT classify
+                   OR (json_valid(payload) AND (starts_with(payload, '{{') OR starts_with(ltrim(payload), '{{')))
             )
         )
     )
