@@ -77,19 +77,23 @@ def main() -> None:
     except typer.Abort:
         print("mlinv: aborted", file=sys.stderr)
         sys.exit(130)
-    except Exception as exc:  # the click usage errors and anything unexpected
-        import click
-
-        if isinstance(exc, click.exceptions.NoArgsIsHelpError):
+    except Exception as exc:  # click's usage errors and anything unexpected
+        if _is_a(exc, "NoArgsIsHelpError"):
+            exc.show()  # type: ignore[attr-defined]  (prints the help)
             sys.exit(0)
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
+        if _is_a(exc, "ClickException"):
+            # typer bundles its own copy of click: match by class name, not by import.
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(2 if _is_a(exc, "UsageError") else int(getattr(exc, "exit_code", 1)))
         if os.environ.get("MLINV_DEBUG"):
             raise
-        _fail(f"unexpected error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-              " (set MLINV_DEBUG=1 for a traceback)", 1)
+        first_line = str(exc).splitlines()[0] if str(exc) else ""
+        _fail(f"unexpected error: {type(exc).__name__}: {first_line} (set MLINV_DEBUG=1 for a traceback)", 1)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _is_a(exc: BaseException, class_name: str) -> bool:
+    return any(cls.__name__ == class_name for cls in type(exc).__mro__)
 
 
 def _fail(message: str, code: int) -> None:
