@@ -160,6 +160,13 @@ def m001_initial(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+@migration
+def m002_torn_line_offset(con: duckdb.DuckDBPyConnection) -> None:
+    # Where the last line read starts when it had no newline yet (a writer mid-line): when the
+    # file grows, that line is read again whole instead of its tail becoming a line of its own.
+    con.execute("ALTER TABLE sources ADD COLUMN torn_line_offset BIGINT")
+
+
 def _applied(con: duckdb.DuckDBPyConnection) -> set[str]:
     con.execute(
         "CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, applied TIMESTAMP)"

@@ -10,6 +10,7 @@ all, and a stream already ingested (same sha256) is not added twice.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import queue
@@ -31,6 +32,24 @@ if TYPE_CHECKING:
 COMMIT_LINES = 1_000_000
 """Lines written per transaction. A crash loses at most this much progress (never data: the
 next run resumes from the last commit)."""
+
+COMMIT_LINES_ENV_VAR = "MLINV_COMMIT_LINES"
+CHUNK_BYTES_ENV_VAR = "MLINV_CHUNK_BYTES"
+"""Override COMMIT_LINES and reader.CHUNK_BYTES: tests use small values so that a killed ingest
+has committed some batches and not others."""
+
+
+def _positive_env(name: str, default: int) -> int:
+    text = os.environ.get(name)
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise UsageError(f"${name}={text!r} is not a positive integer")
+    return value
 
 ProgressCallback = Callable[[str, int, int], None]
 """(source, bytes read so far from disk, lines so far)."""
@@ -102,6 +121,9 @@ def parse_mappings(items: list[str]) -> dict[str, str]:
         column, path = column.strip(), path.strip()
         if not sep or not column or not path:
             raise UsageError(f"--map {item!r}: expected COLUMN=PATH, e.g. latency_ms=timing.total_ms")
+        # Fix: "a..b" or "a." was accepted and stored with the database, where it never matches.
+        if any(not part.strip() for part in path.split(".")):
+            raise UsageError(f"--map {item!r}: the path has an empty part (two dots, or a dot at an end)")
         if column not in aliases.MAPPABLE_COLUMNS:
             raise UsageError(
                 f"--map {item!r}: {column!r} is not an event column",
@@ -131,15 +153,15 @@ class Ingestor:
         con: duckdb.DuckDBPyConnection,
         *,
         progress: ProgressCallback | None = None,
-        chunk_bytes: int = reader.CHUNK_BYTES,
-        commit_lines: int = COMMIT_LINES,
+        chunk_bytes: int | None = None,
+        commit_lines: int | None = None,
     ) -> None:
         self.con = con
-        self.commit_lines = commit_lines
+        self.commit_lines = commit_lines or _positive_env(COMMIT_LINES_ENV_VAR, COMMIT_LINES)
         self._in_transaction = False
         self._pending_lines = 0
         self.progress = progress
-        self.chunk_bytes = chunk_bytes
+        self.chunk_bytes = chunk_bytes or _positive_env(CHUNK_BYTES_ENV_VAR, reader.CHUNK_BYTES)
         self.con.execute(normalize.MACROS)
         self.mappings = load_mappings(con)
         self.unwrapped_sql, params = normalize.extract_sql(
@@ -156,10 +178,24 @@ class Ingestor:
         started = time.perf_counter()
         report = IngestReport()
         for path in reader.expand_paths(paths):
-            if path == "-":
-                report.sources.append(self.ingest_stdin())
-            else:
-                report.sources.append(self.ingest_file(path))
+            try:
+                if path == "-":
+                    report.sources.append(self.ingest_stdin())
+                else:
+                    report.sources.append(self.ingest_file(path))
+            except reader.read_errors() as exc:
+                # Fix: a corrupt .gz/.zst surfaced as "unexpected error: BadGzipFile" (exit 1).
+                # What was committed stays; the batch in flight is dropped.
+                self.rollback()
+                raise InputError(f"cannot read {path}: {exc}") from None
+            except Exception as exc:
+                if not _is_interrupt(exc):
+                    raise
+                # Fix: Ctrl-C inside a statement came out as DuckDB's "Query interrupted" error,
+                # shown as an unexpected error (exit 1) instead of "interrupted" (exit 130).
+                # Committed batches stay; the next run resumes after them.
+                self.rollback()
+                raise KeyboardInterrupt from None
         report.seconds = time.perf_counter() - started
         report.flags = dict(self.flags)
         return report
@@ -182,6 +218,8 @@ class Ingestor:
                 start_line = previous["lines_read"] + 1
                 carry_ts = previous["last_ts"]
                 status = "resumed"
+                if previous.get("torn_line_offset") is not None:
+                    start_offset, start_line, carry_ts = self._forget_torn_line(previous)
             else:
                 status = "rotated"
         if status in ("new", "rotated"):
@@ -261,6 +299,43 @@ class Ingestor:
         report.bytes = end_offset
         return report
 
+    def _forget_torn_line(self, previous: dict[str, Any]) -> tuple[int, int, Any]:
+        """Fix: the last line read had no newline (a writer mid-line) and the file has grown
+        since. Resuming after it made the line's tail a line of its own: one record became two
+        rejects and the line numbers shifted. Remove what that line gave and read it again.
+        Returns the new (start offset, start line, carried time)."""
+        source_id, line = previous["source_id"], previous["lines_read"]
+        key = {"id": source_id, "line": line}
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            events, event_lines = self.con.execute(
+                "SELECT count(*), count(DISTINCT line) FROM events WHERE source_id = $id AND line = $line",
+                key,
+            ).fetchone()
+            rejects = self.con.execute(
+                "SELECT count(*) FROM rejects WHERE source_id = $id AND line = $line", key
+            ).fetchone()[0]
+            for table in ("events", "rejects"):
+                self.con.execute(f"DELETE FROM {table} WHERE source_id = $id AND line = $line", key)
+            carry_ts = self.con.execute(
+                "SELECT arg_max(ts, line * 100000 + record) FROM events "
+                "WHERE source_id = $id AND ts IS NOT NULL",
+                {"id": source_id},
+            ).fetchone()[0]
+            self.con.execute(
+                """UPDATE sources SET bytes_read = torn_line_offset, lines_read = lines_read - 1,
+                       events = events - $events, rejects = rejects - $rejects,
+                       blank_lines = blank_lines - $blank, last_ts = $carry, torn_line_offset = NULL
+                   WHERE source_id = $id""",
+                {"id": source_id, "events": events, "rejects": rejects, "carry": carry_ts,
+                 "blank": 1 if event_lines == 0 and rejects == 0 else 0},
+            )
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        return int(previous["torn_line_offset"]), line, carry_ts
+
     def _remove_interrupted_stdin(self) -> None:
         for (source_id,) in self.con.execute(
             "SELECT source_id FROM sources WHERE kind = 'stdin' AND NOT complete"
@@ -309,10 +384,15 @@ class Ingestor:
             self._pending_lines = 0
 
     def rollback(self) -> None:
+        import duckdb
+
         if self._in_transaction:
             self._in_transaction = False
             self._pending_lines = 0
-            self.con.execute("ROLLBACK")
+            # Fix: a COMMIT that failed (or was interrupted) has already ended the transaction;
+            # the "no transaction is active" error raised here hid the original one.
+            with contextlib.suppress(duckdb.TransactionException):
+                self.con.execute("ROLLBACK")
 
     # --- one batch ---------------------------------------------------------------------------
 
@@ -333,7 +413,9 @@ class Ingestor:
             con.execute(batch_sql, params)
             con.execute(normalize.LEFTOVER_SQL, batch_range)
         finally:
-            con.unregister("batch")
+            # Fix: after a failed or interrupted statement the transaction is aborted and
+            # unregister fails too, which hid the real error (Ctrl-C became "unexpected error").
+            _unregister(con, "batch")
         kinds = dict(con.execute("SELECT kind, count(*) FROM mlinv_leftover GROUP BY kind").fetchall())
         if kinds.get("prefixed"):
             con.execute(prefixed_sql, params)
@@ -355,25 +437,36 @@ class Ingestor:
             f"""
             INSERT INTO rejects
             SELECT $source_id, $source, line, byte_offset, kind, CASE kind {reasons} END,
-                   left(rtrim(text, E'\\r\\n'), {REJECT_RAW_LIMIT}),
-                   strlen(rtrim(text, E'\\r\\n'))
+                   rtrim(text, E'\\r\\n'), strlen(rtrim(text, E'\\r\\n'))
             FROM mlinv_leftover WHERE kind IN ('not_json', 'invalid_json', 'not_object')
+              AND strlen(text) <= {REJECT_RAW_LIMIT}
             """,
             {"source": source, "source_id": source_id},
         )
+        # Fix: SQL left() counts characters, so multi-byte text kept up to 4 x 64 KiB. The rare
+        # longer lines are clipped here, in bytes, on a character boundary.
+        long_rejects = con.execute(
+            f"""SELECT line, byte_offset, kind, CASE kind {reasons} END, rtrim(text, E'\\r\\n')
+                FROM mlinv_leftover WHERE kind IN ('not_json', 'invalid_json', 'not_object')
+                  AND strlen(text) > {REJECT_RAW_LIMIT}"""
+        ).fetchall()
         extra_rejects: list[tuple[Any, ...]] = [
+            (source_id, source, line, offset, kind, reason, _clip_raw(text), len(text.encode("utf-8")))
+            for line, offset, kind, reason, text in long_rejects
+        ] + [
             (source_id, source, r.line, r.byte_offset, "invalid_utf8",
-             "not valid UTF-8 (bytes shown as \\x escapes)", r.raw[:REJECT_RAW_LIMIT], r.raw_bytes)
+             "not valid UTF-8 (bytes shown as \\x escapes)", _clip_raw(r.raw), r.raw_bytes)
             for r in batch.invalid_utf8
         ] + [
-            (source_id, source, line, offset, "envelope", reason, text[:REJECT_RAW_LIMIT],
+            (source_id, source, line, offset, "envelope", reason, _clip_raw(text),
              len(text.encode("utf-8", "surrogatepass")))
             for line, offset, reason, text in envelope_rejects
         ]
         if extra_rejects:
             con.executemany("INSERT INTO rejects VALUES (?, ?, ?, ?, ?, ?, ?, ?)", extra_rejects)
 
-        rejects = sum(kinds.get(k, 0) for k in normalize.REJECT_REASONS) + len(extra_rejects)
+        rejects = (sum(kinds.get(k, 0) for k in normalize.REJECT_REASONS) + len(extra_rejects)
+                   - len(long_rejects))  # counted in kinds already
         blank = kinds.get("blank", 0)
         event_lines = summary["event_lines"]
         # Accounting is an invariant, not a hope: every physical line is exactly one of these.
@@ -455,7 +548,7 @@ class Ingestor:
         try:
             self.con.execute(self.unwrapped_sql, params)
         finally:
-            self.con.unregister("mlinv_unwrapped")
+            _unregister(self.con, "mlinv_unwrapped")
         return rejected
 
     # --- bookkeeping -------------------------------------------------------------------------
@@ -464,12 +557,15 @@ class Ingestor:
         self.con.execute(
             """UPDATE sources SET bytes_read = $offset, lines_read = lines_read + $lines,
                    events = events + $events, rejects = rejects + $rejects,
-                   blank_lines = blank_lines + $blank, last_ts = $last_ts, last_ingest = now()
+                   blank_lines = blank_lines + $blank, last_ts = $last_ts, last_ingest = now(),
+                   torn_line_offset = $torn
                WHERE source_id = $id""",
             {
                 "offset": batch.end_offset, "lines": counts.lines, "events": counts.events,
                 "rejects": counts.rejects, "blank": counts.blank_lines, "last_ts": counts.last_ts,
                 "id": source_id,
+                # An unterminated batch holds that one line only: its start is the torn offset.
+                "torn": batch.table.column("byte_offset")[0].as_py() if batch.unterminated else None,
             },
         )
 
@@ -514,6 +610,31 @@ class Ingestor:
              "fl": digest_len, "size": size, "mtime": mtime, "inode": inode},
         )
         return int(source_id)
+
+
+def _unregister(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Drop a registered Arrow view; in an aborted transaction that fails, and the next
+    register() of the same name replaces it anyway."""
+    import duckdb
+
+    with contextlib.suppress(duckdb.Error):
+        con.unregister(name)
+
+
+def _is_interrupt(exc: BaseException) -> bool:
+    """Ctrl-C during a DuckDB statement: DuckDB cancels the query and raises its own error."""
+    import duckdb
+
+    return isinstance(exc, duckdb.InterruptException) or (
+        isinstance(exc, RuntimeError) and "interrupted" in str(exc).lower())
+
+
+def _clip_raw(text: str) -> str:
+    """At most REJECT_RAW_LIMIT bytes of UTF-8, cut on a character boundary."""
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= REJECT_RAW_LIMIT:
+        return text
+    return data[:REJECT_RAW_LIMIT].decode("utf-8", "ignore")
 
 
 def _underlying_file(stream: Any) -> Any:

@@ -57,6 +57,8 @@ class LineBatch:
     end_offset: int
     """Offset just past the last byte of this batch (the resume point once committed)."""
     invalid_utf8: list[InvalidLine] = field(default_factory=list)
+    unterminated: bool = False
+    """The batch's (only) line had no newline: the stream ended mid-line, maybe mid-write."""
 
 
 def compression_of(path: str) -> str:
@@ -159,12 +161,20 @@ def iter_line_batches(
                 carry = b""
                 offset += len(UTF8_BOM)
                 at_stream_start = False
-            elif len(carry + chunk) >= len(UTF8_BOM):
+                if not chunk:
+                    # Fix: a read that ended right after the BOM left an empty chunk, which the
+                    # end-of-stream test below took for the end: the whole file was skipped.
+                    continue
+            elif len(carry + chunk) >= len(UTF8_BOM) or not UTF8_BOM.startswith(carry + chunk):
+                # Fix: also when the start is already no BOM: with reads shorter than a BOM,
+                # a later line's BOM-like bytes were cut off as if they began the stream.
                 at_stream_start = False
         data = carry + chunk if carry else chunk
         if not chunk:
             if data and final:
-                yield _make_batch(data, np.array([len(data)], dtype=np.int64), offset, line_no)
+                batch = _make_batch(data, np.array([len(data)], dtype=np.int64), offset, line_no)
+                batch.unterminated = True
+                yield batch
             return
         view = np.frombuffer(data, dtype=np.uint8)
         newline_positions = np.flatnonzero(view == 10)
@@ -254,6 +264,16 @@ def _blank_invalid_utf8(
     return buffer, invalid
 
 
+def read_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean the input itself cannot be read (corrupt or truncated compression,
+    an I/O error): the caller turns them into one clear InputError."""
+    import zlib
+
+    import zstandard
+
+    return (OSError, EOFError, zlib.error, zstandard.ZstdError)
+
+
 def file_identity(path: str) -> tuple[int, float, int]:
     """(size, mtime, inode) of a file on disk."""
     st = os.stat(path)
@@ -290,10 +310,16 @@ def expand_paths(patterns: list[str]) -> list[str]:
             continue
         path = Path(pattern)
         if path.is_dir():
-            for sub in sorted(path.rglob("*")):
-                if (sub.is_file() and not sub.name.startswith(".")
-                        and sub.suffix.lower() not in NOT_LOG_SUFFIXES):
-                    add(str(sub))
+            # Fix: files under hidden directories (.git/, .venv/) were read too; only the
+            # file's own name was checked.
+            found = [sub for sub in sorted(path.rglob("*"))
+                     if sub.is_file() and sub.suffix.lower() not in NOT_LOG_SUFFIXES
+                     and not any(part.startswith(".") for part in sub.relative_to(path).parts)]
+            # Fix: a directory without any log file used to ingest nothing and exit 0.
+            if not found:
+                raise InputError(f"no log files under {pattern}")
+            for sub in found:
+                add(str(sub))
         elif path.exists():
             add(pattern)
         elif any(ch in pattern for ch in "*?["):
