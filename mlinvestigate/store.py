@@ -167,6 +167,25 @@ def m002_torn_line_offset(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE sources ADD COLUMN torn_line_offset BIGINT")
 
 
+@migration
+def m003_baselines(con: duckdb.DuckDBPyConnection) -> None:
+    # Saved drift references (`mlinv baseline save`): summaries, so later comparisons need no
+    # raw reference rows. The payload format is drift/baseline.py's (PAYLOAD_VERSION).
+    con.execute(
+        """
+        CREATE TABLE baselines (
+            name        VARCHAR PRIMARY KEY,
+            created     TIMESTAMP NOT NULL,
+            reference   VARCHAR NOT NULL,   -- the reference window, in words
+            filters     VARCHAR NOT NULL,   -- JSON: model, version, service, where
+            features    INTEGER NOT NULL,
+            values_kept BIGINT NOT NULL,    -- usable reference values summed over features
+            payload     VARCHAR NOT NULL    -- JSON: per-feature summaries
+        )
+        """
+    )
+
+
 def _applied(con: duckdb.DuckDBPyConnection) -> set[str]:
     con.execute(
         "CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, applied TIMESTAMP)"

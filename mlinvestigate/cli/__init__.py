@@ -46,12 +46,14 @@ def _root(
 
 
 def _register_commands() -> None:
+    # Each module registers its commands on `app` when imported; the heavy imports of every
+    # command stay inside the command functions, so `mlinv --help` stays fast.
     import importlib.util
 
-    from . import data_cmds  # noqa: F401  (commands register themselves on `app`)
+    from . import data_cmds, drift_cmds, investigate  # noqa: F401
 
-    if importlib.util.find_spec(f"{__name__}.investigate") is not None:
-        from . import investigate  # noqa: F401
+    if importlib.util.find_spec(f"{__name__}.tui_cmd") is not None:
+        from . import tui_cmd  # noqa: F401
 
 
 _register_commands()

@@ -1,0 +1,435 @@
+"""From SQL summaries to drift statistics and a verdict, for one feature and two groups.
+
+Definitions (the command output repeats the ones in use):
+
+* **PSI**: natural log, on the chosen binning (default ``quantile10``: reference deciles,
+  open outer edges), smoothing ``clip1e-4`` (each bin share floored at 1e-4) by default.
+* **JS**: Jensen–Shannon *distance*, base 2 (0 … 1), on the same bins as PSI.
+* **TV**: total variation distance ½Σ|p − q| on the same bins (or categories).
+* **KS**: two-sample Kolmogorov–Smirnov D and p-value, from the empirical CDFs evaluated at
+  the reference quantile grid (201 points, min and max included). D is exact at those
+  points; between two grid points either CDF can rise by at most that bucket's share, so the
+  exact D is at most one bucket share (≈ 0.5 % of the reference, more where the current
+  piles up) above the value shown. A feature with few distinct values has them all on the
+  grid, and then D is exact.
+* **Wasserstein**: W1 / max(reference std, 0.001) (Evidently's normed form). Beyond the
+  reference min/max it is exact (from sums of the overshoot); inside, the CDFs are linear
+  between grid points.
+* Categorical: PSI, JS, TV and Pearson chi-square on the union of categories; a category the
+  reference never had is *unseen* and named.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import stats
+from .features import Feature
+from .profile import Buckets, Population, Profile
+
+SEVERITY = {"significant": 3, "moderate": 2, "none": 1, "insufficient data": 0}
+
+METHOD_THRESHOLDS: dict[str, tuple[float, float]] = {
+    "psi": (stats.PSI_MODERATE, stats.PSI_SIGNIFICANT),
+    "js": (0.1, 0.2),
+    "tv": (0.1, 0.25),
+    "wasserstein": (0.1, 0.25),
+    "ks": (0.1, 0.2),
+    "chi2": (0.05, 0.001),
+}
+"""(moderate, significant) per ``--method``. For psi/js/tv/wasserstein/ks the statistic (KS: D)
+must reach the value; for chi2 the p-value must fall below it. PSI bands are the
+credit-scorecard ones; the rest are our defaults (Evidently uses 0.1 for normed Wasserstein
+and for JS, the latter in base e)."""
+
+NUMERIC_ONLY = frozenset({"ks", "wasserstein"})
+CATEGORICAL_ONLY = frozenset({"chi2"})
+
+MISSING_MODERATE = 0.05
+"""A missing rate that moves by 5 percentage points or more is at least a moderate change."""
+MISSING_SIGNIFICANT = 0.20
+"""… and by 20 points or more a significant one."""
+
+VANISHED_MIN_ROWS = 20
+"""A field is called vanished (or new) only when the window without it has at least this many
+rows of the events that should log it."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """How statistics are computed and judged."""
+
+    method: str = "psi"
+    moderate: float | None = None
+    significant: float | None = None
+    binning: str = "quantile10"
+    edges: tuple[float, ...] | None = None
+    smoothing: stats.Smoothing = "clip1e-4"
+    js_base: float = 2.0
+    min_samples: int = stats.MIN_SAMPLES
+
+    def thresholds(self, method: str) -> tuple[float, float]:
+        moderate, significant = METHOD_THRESHOLDS[method]
+        if method == self.method:
+            moderate = self.moderate if self.moderate is not None else moderate
+            significant = self.significant if self.significant is not None else significant
+        return moderate, significant
+
+    def method_for(self, feature: Feature) -> str:
+        """The judged method for a feature: --method, or psi where it does not apply."""
+        if feature.kind == "categorical" and self.method in NUMERIC_ONLY:
+            return "psi"
+        if feature.kind == "numeric" and self.method in CATEGORICAL_ONLY:
+            return "psi"
+        return self.method
+
+
+# --------------------------------------------------------------------------- numeric bins
+
+
+def _below(value: float) -> float:
+    return float(np.nextafter(value, -np.inf))
+
+
+@dataclass(frozen=True)
+class NumericBins:
+    """The PSI binning and the KS/Wasserstein grid of one numeric feature, both fixed by the
+    reference, and the boundary list SQL counts over (their union; see profile.Buckets)."""
+
+    binning: stats.Binning
+    grid: tuple[float, ...]
+    boundaries: tuple[float, ...]
+
+    @classmethod
+    def build(cls, binning: stats.Binning, grid: Sequence[float]) -> NumericBins:
+        edges = binning.edges
+        points: set[float] = {float(g) for g in grid}
+        # PSI bins are left-closed, SQL buckets right-closed: x < e  <=>  x <= nextafter(e, -inf).
+        for e in edges[:-1]:
+            if math.isfinite(e):
+                points.add(_below(e))
+        if math.isfinite(edges[-1]):
+            points.add(float(edges[-1]))  # the last PSI bin is closed on the right
+        return cls(binning, tuple(float(g) for g in sorted(set(grid))), tuple(sorted(points)))
+
+    def _cumulative(self, buckets: Buckets) -> dict[float, int]:
+        cumulative = np.cumsum(buckets.counts[:-1])
+        return {b: int(c) for b, c in zip(self.boundaries, cumulative, strict=True)}
+
+    def psi_counts(self, buckets: Buckets) -> stats.BinCounts:
+        """Counts over the PSI bins, with the values below the first / above the last edge."""
+        at = self._cumulative(buckets)
+        n = int(buckets.counts.sum())
+
+        def less_than(e: float) -> int:
+            if e == -math.inf:
+                return 0
+            if e == math.inf:
+                return n
+            return at[_below(e)]
+
+        edges = self.binning.edges
+        last = edges[-1]
+        up_to_last = n if last == math.inf else at[float(last)]
+        starts = [less_than(e) for e in edges[:-1]]
+        ends = starts[1:] + [up_to_last]
+        inside = np.array([end - start for start, end in zip(starts, ends, strict=True)], dtype=np.int64)
+        return stats.BinCounts(inside, starts[0], n - up_to_last)
+
+    def cdf_counts(self, buckets: Buckets) -> np.ndarray:
+        """#{x <= g} at each grid point g."""
+        at = self._cumulative(buckets)
+        return np.array([at[g] for g in self.grid], dtype=np.int64)
+
+    def grid_counts(self, buckets: Buckets) -> np.ndarray:
+        """Counts per grid bucket (x <= g0, (g0, g1], …, x > g_last), for KS."""
+        cdf = self.cdf_counts(buckets)
+        n = int(buckets.counts.sum())
+        return np.diff(np.concatenate(([0], cdf, [n])))
+
+
+def median_from_buckets(bins: NumericBins, buckets: Buckets) -> str:
+    """The median as text, from the grid CDF (linear inside a grid bucket, so within one bucket
+    of the exact median); beyond the reference range only a bound can be given."""
+    n = int(buckets.counts.sum())
+    if n == 0:
+        return "–"
+    cdf = bins.cdf_counts(buckets) / n
+    grid = np.asarray(bins.grid)
+    if cdf[0] >= 0.5:
+        return f"≤ {grid[0]:.4g}" if cdf[0] > 0.5 or len(grid) == 1 else f"{grid[0]:.4g}"
+    if cdf[-1] < 0.5:
+        return f"> {grid[-1]:.4g}"
+    j = int(np.argmax(cdf >= 0.5))
+    low, high = cdf[j - 1], cdf[j]
+    share = (0.5 - low) / (high - low) if high > low else 1.0
+    return f"{grid[j - 1] + share * (grid[j] - grid[j - 1]):.4g}"
+
+
+def wasserstein_from_buckets(bins: NumericBins, ref: Buckets, cur: Buckets, ref_std: float) -> float:
+    """Normed W1 from grid CDFs (linear between grid points) and exact tails beyond the grid."""
+    n, m = int(ref.counts.sum()), int(cur.counts.sum())
+    f_ref = bins.cdf_counts(ref) / n
+    f_cur = bins.cdf_counts(cur) / m
+    grid = np.asarray(bins.grid)
+    difference = f_cur - f_ref
+    d0, d1 = difference[:-1], difference[1:]
+    widths = np.diff(grid)
+    same_sign = d0 * d1 >= 0
+    magnitude = np.abs(d0) + np.abs(d1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        crossing = np.where(magnitude > 0, (d0 * d0 + d1 * d1) / (2 * magnitude), 0.0)
+    inside = float(np.sum(widths * np.where(same_sign, magnitude / 2, crossing)))
+    # Beyond the grid ends (the reference min and max) the reference CDF is 0 or 1, so the
+    # area is the mean overshoot of each window; the reference's own overshoot is 0 unless
+    # the grid came from a subsample, and the formula covers both.
+    tails = abs(cur.below / m - ref.below / n) + abs(cur.above / m - ref.above / n)
+    return (inside + tails) / max(ref_std, stats.WASSERSTEIN_STD_FLOOR)
+
+
+def reference_bins(
+    options: Options, ref: Profile, cur: Profile | None
+) -> NumericBins:
+    """The bins of one numeric feature from its reference profile (and the current one for
+    sturges-combined)."""
+    summary_ref = stats.WindowSummary(
+        n=ref.n, minimum=float(ref.minimum), maximum=float(ref.maximum), deciles=ref.deciles,
+        skewness=ref.skewness_g1, std=ref.std,
+    )
+    summary_cur = None
+    if cur is not None and cur.n > 0 and cur.minimum is not None:
+        summary_cur = stats.WindowSummary(n=cur.n, minimum=float(cur.minimum),
+                                          maximum=float(cur.maximum))
+    if options.edges is not None:
+        binning = stats.binning_from_summaries("fixed", summary_ref, edges=options.edges)
+    else:
+        binning = stats.binning_from_summaries(options.binning, summary_ref, summary_cur)
+    grid = list(ref.grid) if ref.grid else []
+    # The grid ends are the exact min and max even when the quantiles were subsampled.
+    grid = [g for g in grid if ref.minimum <= g <= ref.maximum]
+    grid = sorted({float(ref.minimum), float(ref.maximum), *grid})
+    return NumericBins.build(binning, grid)
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class FeatureDrift:
+    """Everything reported about one feature for one pair of groups."""
+
+    feature: Feature
+    ref: Population
+    cur: Population
+    psi: float | None = None
+    ks: float | None = None
+    p_value: float | None = None
+    """KS p-value for numeric features, chi-square p-value for categorical ones."""
+    js: float | None = None
+    wasserstein: float | None = None
+    tv: float | None = None
+    n_bins: int | None = None
+    unseen: tuple[tuple[str, float], ...] = ()
+    """Categories the reference never had, with their share of the current window."""
+    vanished: tuple[tuple[str, float], ...] = ()
+    """Reference categories absent from the current window, with their reference share."""
+    type_change: tuple[str, str] | None = None
+    verdict: str = "insufficient data"
+    reasons: list[str] = field(default_factory=list)
+    judged_by: str = "psi"
+
+    @property
+    def severity(self) -> int:
+        return SEVERITY[self.verdict]
+
+    def statistic(self, method: str) -> float | None:
+        return {"psi": self.psi, "js": self.js, "tv": self.tv, "ks": self.ks,
+                "wasserstein": self.wasserstein, "chi2": self.p_value}.get(method)
+
+    def sort_key(self) -> tuple[int, float, str]:
+        value = self.statistic(self.judged_by)
+        if value is None or math.isnan(value):
+            value = -math.inf
+        elif self.judged_by == "chi2":
+            value = -value  # a smaller p-value is more drift
+        return (-self.severity, -value, self.feature.name)
+
+
+def enough(ref: Population, cur: Population, options: Options) -> bool:
+    return stats.has_enough_samples(ref.valid, cur.valid, options.min_samples)
+
+
+def ks_statistic(ref_counts: np.ndarray, cur_counts: np.ndarray) -> float:
+    """KS D alone from counts over a shared ascending grid (no p-value: per-interval use)."""
+    n, m = int(ref_counts.sum()), int(cur_counts.sum())
+    return float(np.max(np.abs(np.cumsum(ref_counts) / n - np.cumsum(cur_counts) / m), initial=0.0))
+
+
+KS_ASYMPTOTIC_BELOW = 1e-6
+"""KS p-values the asymptotic law puts below this are reported from it: the exact lattice
+computation costs up to half a second per feature near 10⁴ values and would only refine a
+number that already says "certainly different"."""
+
+
+def kolmogorov_pvalue(d: float, n: int, m: int) -> float:
+    """Asymptotic two-sample KS p-value Q_KS((√nₑ + 0.12 + 0.11/√nₑ)·D), nₑ = nm/(n + m)
+    (Stephens' correction, as in Numerical Recipes)."""
+    root = math.sqrt(n * m / (n + m))
+    lam = (root + 0.12 + 0.11 / root) * d
+    if lam < 0.2:
+        return 1.0
+    terms = [2.0 * (-1) ** (k - 1) * math.exp(-2.0 * k * k * lam * lam) for k in range(1, 101)]
+    return min(max(sum(terms), 0.0), 1.0)
+
+
+def ks_test(ref_counts: np.ndarray, cur_counts: np.ndarray) -> tuple[float, float]:
+    """KS D over the shared grid and its p-value (exact unless tiny; see KS_ASYMPTOTIC_BELOW)."""
+    d = ks_statistic(ref_counts, cur_counts)
+    n, m = int(ref_counts.sum()), int(cur_counts.sum())
+    quick = kolmogorov_pvalue(d, n, m)
+    if quick < KS_ASYMPTOTIC_BELOW:
+        return d, quick
+    result = stats.ks_from_counts(ref_counts, cur_counts)
+    return result.statistic, result.pvalue
+
+
+def numeric_statistics(
+    drift: FeatureDrift, bins: NumericBins, ref: Buckets, cur: Buckets, ref_std: float,
+    options: Options, *, p_value: bool = True,
+) -> None:
+    """Fill PSI, JS, TV, KS and Wasserstein of a numeric feature from its bucket counts.
+
+    Without `p_value` only the KS statistic is computed (the exact p-value costs up to a
+    few tenths of a second for windows of ~10⁴ values, too much per interval)."""
+    r, c = bins.binning.pair(bins.psi_counts(ref), bins.psi_counts(cur))
+    drift.n_bins = len(r)
+    drift.psi = stats.psi(r, c, options.smoothing)
+    drift.js = stats.js_distance(r, c, options.js_base)
+    drift.tv = stats.total_variation(r, c)
+    if p_value:
+        drift.ks, drift.p_value = ks_test(bins.grid_counts(ref), bins.grid_counts(cur))
+    else:
+        drift.ks = ks_statistic(bins.grid_counts(ref), bins.grid_counts(cur))
+    drift.wasserstein = wasserstein_from_buckets(bins, ref, cur, ref_std)
+
+
+def categorical_statistics(
+    drift: FeatureDrift, ref: Mapping[str, int], cur: Mapping[str, int], options: Options
+) -> None:
+    """Fill PSI, JS, TV and chi-square of a categorical feature from its value counts."""
+    result = stats.categorical_drift(ref, cur)
+    keys, r, c = stats.align_categories(ref, cur)
+    keep = (r > 0) | (c > 0)
+    r, c = r[keep], c[keep]
+    drift.n_bins = len(result.categories)
+    drift.psi = stats.psi(r, c, options.smoothing)
+    drift.js = stats.js_distance(r, c, options.js_base)
+    drift.tv = result.total_variation
+    drift.p_value = result.chi2.pvalue
+    total_ref, total_cur = sum(ref.values()), sum(cur.values())
+    drift.unseen = tuple(
+        sorted(((k, cur[k] / total_cur) for k in result.unseen), key=lambda item: -item[1])
+    )
+    drift.vanished = tuple(
+        sorted(((k, ref[k] / total_ref) for k in result.vanished), key=lambda item: -item[1])
+    )
+
+
+def _band(value: float | None, moderate: float, significant: float, *, lower_is_worse: bool) -> str:
+    if value is None or math.isnan(value):
+        return "none"
+    if lower_is_worse:
+        return "significant" if value < significant else "moderate" if value < moderate else "none"
+    return "significant" if value >= significant else "moderate" if value >= moderate else "none"
+
+
+def _percent(rate: float | None) -> str:
+    if rate is None:
+        return "–"
+    return f"{rate * 100:.1f}%" if rate * 100 >= 0.1 or rate == 0 else f"{rate * 100:.2f}%"
+
+
+def judge(drift: FeatureDrift, options: Options) -> None:
+    """Set the verdict and the reasons: the distribution statistic of the judged method, the
+    change of the missing rate, new or vanished fields and type changes."""
+    method = options.method_for(drift.feature)
+    drift.judged_by = method
+    moderate, significant = options.thresholds(method)
+    verdicts: list[str] = []
+    reasons: list[str] = []
+    ref, cur = drift.ref, drift.cur
+    if enough(ref, cur, options):
+        value = drift.statistic(method)
+        band = _band(value, moderate, significant, lower_is_worse=method == "chi2")
+        if method == "ks" and band != "none" and (drift.p_value or 0.0) >= 0.05:
+            band = "none"  # a large D that is not significant is noise from a small window
+        verdicts.append(band)
+        if band != "none":
+            label = "chi-square p" if method == "chi2" else method.upper() if method != "wasserstein" \
+                else "Wasserstein"
+            reasons.append(f"{label} {_number(value)}")
+    else:
+        short = []
+        if ref.valid < options.min_samples:
+            short.append(f"reference {ref.valid}")
+        if cur.valid < options.min_samples:
+            short.append(f"current {cur.valid}")
+        reasons.append(f"too few values ({', '.join(short)}; need {options.min_samples})")
+    rate_ref, rate_cur = ref.missing_rate(), cur.missing_rate()
+    if ref.rows and cur.rows:
+        if ref.valid > 0 and cur.valid == 0 and cur.rows >= VANISHED_MIN_ROWS:
+            verdicts.append("significant")
+            reasons.insert(0, f"vanished: no usable value in current (missing {_percent(rate_cur)})")
+        elif ref.valid == 0 and cur.valid > 0 and ref.rows >= VANISHED_MIN_ROWS:
+            verdicts.append("moderate")
+            reasons.insert(0, f"new field: absent from reference, {cur.valid:,} values in current")
+        elif rate_ref is not None and rate_cur is not None:
+            change = abs(rate_cur - rate_ref)
+            if change >= MISSING_MODERATE and min(ref.rows, cur.rows) >= options.min_samples:
+                verdicts.append("significant" if change >= MISSING_SIGNIFICANT else "moderate")
+                reasons.append(f"missing {_percent(rate_ref)} → {_percent(rate_cur)}")
+    elif cur.rows and not ref.rows:
+        verdicts.append("moderate")
+        reasons.insert(0, "new: the events that log it are not in the reference")
+    elif ref.rows and not cur.rows:
+        # No rows of the events that log it (no model loads in this interval, say): no
+        # evidence either way, which is not the same as the field having vanished.
+        reasons = [r for r in reasons if not r.startswith("too few")]
+        reasons.insert(0, "no events that log it in current")
+    if drift.type_change is not None:
+        verdicts.append("significant")
+        reasons.append(f"type changed {drift.type_change[0]} → {drift.type_change[1]}")
+    if drift.unseen and enough(ref, cur, options):
+        named = ", ".join(f"'{k}' {_percent(share)}" for k, share in drift.unseen[:3])
+        more = f" and {len(drift.unseen) - 3} more" if len(drift.unseen) > 3 else ""
+        reasons.append(f"unseen {named}{more}")
+    if drift.vanished and enough(ref, cur, options):
+        named = ", ".join(f"'{k}' {_percent(share)}" for k, share in drift.vanished[:3])
+        more = f" and {len(drift.vanished) - 3} more" if len(drift.vanished) > 3 else ""
+        reasons.append(f"gone {named}{more}")
+    if ref.nonfinite or cur.nonfinite:
+        reasons.append(f"NaN/inf: {ref.nonfinite:,} → {cur.nonfinite:,}")
+    if ref.unusable or cur.unusable:
+        reasons.append(f"unusable values: {ref.unusable:,} → {cur.unusable:,}")
+    if any(r.startswith(("vanished", "new")) for r in reasons):
+        reasons = [r for r in reasons if not r.startswith("too few")]
+    confident = [v for v in verdicts if v != "insufficient data"]
+    drift.verdict = max(confident, key=SEVERITY.__getitem__) if confident else "insufficient data"
+    drift.reasons = reasons
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return "–"
+    if value == 0 or 0.001 <= abs(value) < 1000:
+        return f"{value:.3g}" if abs(value) < 1 else f"{value:.2f}"
+    return f"{value:.2e}"
+
+
+def describe_value(value: float | None) -> str:
+    """A statistic for a sentence: 3 significant digits below 1, 2 decimals above."""
+    return _number(value)
