@@ -69,10 +69,12 @@ class Extraction:
         """A field that may hold an object: NULL when it does (nested() reads the object)."""
         f = self.field(key)
         if f is not None and key in A.NESTED:
-            # Fix: VARCHAR holds an object as its JSON text, so a *string* starting with "{"
-            # ({"error": "{bad: 1}"}) was taken for an object and lost. Only such values pay for
-            # asking the record for the value's JSON type.
-            return f"CASE WHEN NOT starts_with({f}, '{{') OR {self._json_type(key)} <> 'OBJECT' THEN {f} END"
+            # VARCHAR holds an object as its JSON text, so a *string* starting with "{"
+            # ({"error": "{bad: 1}"}) must not be taken for an object. Only such values pay for
+            # asking the record for the value's JSON type: CASE branches run on the rows that
+            # reach them, while both sides of an OR run on every row (a full re-parse each).
+            return (f"CASE WHEN NOT starts_with({f}, '{{') THEN {f} "
+                    f"WHEN {self._json_type(key)} <> 'OBJECT' THEN {f} END")
         return f
 
     @staticmethod
@@ -88,7 +90,8 @@ class Extraction:
             f = self.field(key)
             if f is not None and column in paths:
                 parts[key] = (
-                    f"CASE WHEN starts_with({f}, '{{') AND {self._json_type(key)} = 'OBJECT' "
+                    f"CASE WHEN NOT starts_with({f}, '{{') THEN NULL "
+                    f"WHEN {self._json_type(key)} = 'OBJECT' "
                     f"THEN json_extract_string({f}, '{paths[column]}') END"
                 )
         return parts
