@@ -5,7 +5,7 @@
   NaN/inf become null, Decimal becomes a float, durations (timedelta) become seconds.
   Strings are not altered, but characters that a terminal would act on even inside a JSON
   string (DEL, C1 controls, bidi controls, line separators, lone surrogates) are written as
-  \\uXXXX escapes, so the text is safe on a terminal and parses back to the same strings.
+  \\u0000-style escapes, so the text is safe on a terminal and parses back to the same strings.
 * csv: header plus the rows, with the same value forms as json (null is an empty field).
   Strings are sanitized only when the output is a terminal; a file gets the data as logged.
 * markdown: a GitHub pipe table under a "### title" heading, notes as a list, sections after.
@@ -218,7 +218,7 @@ def _json_text(result: Result) -> str:
         )
         for row in result.rows
     ]
-    # The unsafe characters can only occur inside JSON strings, where \uXXXX means the same.
+    # The unsafe characters can only occur inside JSON strings, where a \u escape means the same.
     return _JSON_UNSAFE.sub(_escape_json_unsafe, "[\n" + ",\n".join(lines) + "\n]")
 
 
