@@ -26,9 +26,10 @@ from ..errors import InputError
 if TYPE_CHECKING:
     import pyarrow as pa
 
-CHUNK_BYTES = 64 << 20
+CHUNK_BYTES = 16 << 20
 """Bytes read per step. Peak memory is a small multiple of this (plus one line if longer). Each
-step costs a fixed ~40 ms to plan the extraction SQL, so steps are large."""
+step costs ~40 ms to plan the extraction SQL, but 64 MiB steps left half the database file as
+free blocks (measured on 2M lines: 702 MiB against 367 MiB at 16 MiB), so steps stay moderate."""
 
 ARROW_BATCH_ROWS = 8192
 """Rows per Arrow record batch: DuckDB scans batches in parallel, so one huge batch uses one core."""
