@@ -88,7 +88,7 @@ def sample_file(lines: int, seed: int) -> Path:
 
 def cached_db(lines: int, seed: int, rebuild: bool, keep_logs: bool) -> Path:
     db = WORK / f"events-{lines}-seed{seed}.duckdb"
-    if db.exists() and not rebuild and event_count(db) == lines:
+    if db.exists() and not rebuild and usable(db, lines):
         print(f"using cached database {db} ({db.stat().st_size / 1e6:,.0f} MB)")
         return db
     if free_gb(WORK) < lines * 0.45e-6 + 2:
@@ -109,14 +109,17 @@ def cached_db(lines: int, seed: int, rebuild: bool, keep_logs: bool) -> Path:
     return db
 
 
-def event_count(db: Path) -> int:
-    try:
-        con = duckdb.connect(str(db), read_only=True)
-        n = con.execute("SELECT count(*) FROM events").fetchone()[0]
-        con.close()
-        return int(n)
-    except duckdb.Error:
-        return -1
+def usable(db: Path, lines: int) -> bool:
+    """The cached database holds `lines` events and this mlinv reads it. A database written by an
+    older mlinv is upgraded the documented way (`mlinv info` runs the migrations) before timing."""
+    count = [MLINV, "sql", "SELECT count(*) FROM events", "--db", str(db), "--format", "csv"]
+    r = run(count, capture=True, check=False)
+    if r.returncode != 0 and "predates" in r.stderr:
+        upgrade = [MLINV, "info", "--db", str(db)]
+        print(f"$ {show(upgrade)}   # upgrade the cached database", flush=True)
+        run(upgrade, capture=True, check=False)
+        r = run(count, capture=True, check=False)
+    return r.returncode == 0 and r.stdout.strip().splitlines()[-1:] == [str(lines)]
 
 
 def real_request_id(db: Path) -> str:
