@@ -12,6 +12,13 @@ class Column:
     sql_type: str
     description: str
     """What the column means, its unit, and where it comes from."""
+    compression: str | None = None
+    """A storage compression forced for this column (DuckDB `USING COMPRESSION`), when the
+    automatic choice is measurably worse."""
+
+    def ddl(self) -> str:
+        using = f" USING COMPRESSION {self.compression}" if self.compression else ""
+        return f"{self.name} {self.sql_type}{using}"
 
 
 EVENT_COLUMNS: tuple[Column, ...] = (
@@ -47,7 +54,10 @@ EVENT_COLUMNS: tuple[Column, ...] = (
     Column("status_code", "INTEGER", "HTTP or gRPC-style status code."),
     Column("cache_hit", "BOOLEAN", "Whether the prediction came from a cache."),
     Column("attrs", "VARCHAR", "The whole record as logged, as JSON text: every field, nested objects kept (query with "
-           "attrs->>'$.features.amount')."),
+           "attrs->>'$.features.amount').",
+           # zstd: measured on 1M records, 3.4 CPU-s and 56 MB against 5.9 CPU-s and 146 MB for
+           # DuckDB's automatic string compression (the largest single cost of ingest).
+           compression="zstd"),
     Column("source", "VARCHAR", "The file the line came from ('<stdin>' for a pipe)."),
     Column("line", "BIGINT", "1-based physical line number in the source."),
     Column("record", "INTEGER", "0-based index of the record within the line (OTLP exports hold many)."),

