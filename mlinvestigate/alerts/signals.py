@@ -1,0 +1,374 @@
+"""Each signal's value per evaluation step and group, computed in DuckDB in one GROUP BY.
+
+Evaluation steps are slots of `step` aligned to the epoch; the evaluation at the end of slot s
+sees the request lines with ts in [end − window, end), the window being a whole number of
+steps. Two query shapes, written once:
+
+* **additive** signals (requests, errors, error_rate, throughput, slow_rate, mean, burn) are
+  a numerator and a denominator summed per slot in SQL; numpy adds the slots of each window
+  (a rolling sum), so a 3-day SLO window costs no more than a 1-minute one;
+* **order statistics** (pNN, min, max) cannot be added up, so every line is counted in each
+  of the `window / step` evaluations that see it (a join with `range(k)`), and
+  `quantile_cont` (exact, the same interpolation as numpy and the rest of mlinv) runs once
+  per slot and group.
+
+psi comes from the drift code: bin counts per slot against the reference's bins
+(:func:`mlinvestigate.drift.compare.run_scan`, as `mlinv drift --every`), added up over each
+window and turned into PSI by the same binning, outside policy and smoothing as
+:func:`~mlinvestigate.drift.compare.compare_feature` (only PSI: its other statistics would cost
+milliseconds per evaluation).
+
+A value is NaN when the window holds nothing to compute it from (no lines, no latencies).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..drift import stats
+from ..errors import EmptyResult, UsageError
+from ..investigations.filters import Filters, Grouping, run, where_sql
+from .expr import ERROR_LABELS, LINE_LABELS, Matcher, Signal
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from ..drift.compare import GroupSide, ScanOutcome
+    from ..drift.measures import Options
+
+EPOCH = datetime(1970, 1, 1)
+
+GroupKey = tuple[Any, ...]
+
+COUNT_SIGNALS = frozenset({"requests", "errors", "throughput"})
+"""Signals that are counts: 0 is a value, and min_requests does not apply."""
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Evaluation slots first_slot … first_slot + slots − 1 of step_us microseconds since
+    the epoch; evaluation i happens at the end of its slot."""
+
+    step_us: int
+    first_slot: int
+    slots: int
+
+    def steps(self, span: timedelta) -> int:
+        return span // timedelta(microseconds=self.step_us)
+
+    def eval_time(self, i: int) -> datetime:
+        return EPOCH + timedelta(microseconds=(self.first_slot + i + 1) * self.step_us)
+
+    def slot_start(self, slot: int) -> datetime:
+        return EPOCH + timedelta(microseconds=slot * self.step_us)
+
+
+@dataclass
+class Series:
+    """One group's values over the grid (NaN: no value), and how many lines or values each
+    rests on (for min_requests)."""
+
+    values: np.ndarray
+    support: np.ndarray
+
+
+@dataclass
+class Scope:
+    """What every signal of a rule shares: the events (filters without a time range, the
+    request-line condition) and the group-by columns."""
+
+    filters: Filters
+    lines_sql: str
+    lines_params: dict[str, Any]
+    by: tuple[Grouping, ...] = ()
+    reference: str | None = None
+    """psi's reference window text (START..END); None: the first quarter of the history."""
+    notes: list[str] = field(default_factory=list)
+    """Sentences for the output (signals without data, …)."""
+
+
+ADDITIVE_SQL = """
+SELECT {keys}
+       epoch_us(ts) // $step_us AS slot,
+       {numerator} AS num,
+       {denominator} AS den
+FROM events
+WHERE {where}
+  AND ts >= $lo AND ts < $hi
+  AND {lines}
+GROUP BY ALL
+"""
+
+ORDER_SQL = """
+WITH lines AS (
+    SELECT {keys}
+           epoch_us(ts) // $step_us AS slot,
+           {column} AS x
+    FROM events
+    WHERE {where}
+      AND ts >= $lo AND ts < $hi
+      AND {lines}
+      AND {column} IS NOT NULL
+)
+SELECT {key_names}
+       slot + shift AS slot,
+       count(*) AS den,
+       {aggregate} AS num
+FROM lines, range($width) AS r(shift)
+WHERE slot + shift >= $first_slot AND slot + shift < $end_slot
+GROUP BY ALL
+"""
+"""Each line stands in the `width` evaluations whose window holds it (slot … slot+width−1)."""
+
+_AGGREGATES = {"quantile": "quantile_cont(x, $q)", "min": "min(x)", "max": "max(x)"}
+ORDER_SIGNALS = frozenset(_AGGREGATES)
+
+
+def compute(con: duckdb.DuckDBPyConnection, signal: Signal, grid: Grid, scope: Scope
+            ) -> dict[GroupKey, Series]:
+    """The signal's value per group over `grid`."""
+    width = grid.steps(signal.window) if signal.window is not None else 1
+    if signal.name == "psi":
+        return _psi(con, signal, grid, scope, width)
+    if signal.name in _AGGREGATES:
+        return _order_statistic(con, signal, grid, scope, width)
+    return _additive(con, signal, grid, scope, width)
+
+
+def _time_params(grid: Grid, width: int) -> dict[str, Any]:
+    lo_slot = grid.first_slot - (width - 1)
+    return {"step_us": grid.step_us, "lo": grid.slot_start(lo_slot),
+            "hi": grid.slot_start(grid.first_slot + grid.slots)}
+
+
+def _base(signal: Signal, scope: Scope) -> tuple[str, str, str, dict[str, Any]]:
+    """(key select list, where, lines condition, params) shared by both query shapes."""
+    where, params = where_sql(scope.filters)
+    keys = "".join(f"{g.expression} AS g{i}, " for i, g in enumerate(scope.by))
+    lines = [scope.lines_sql]
+    params.update(scope.lines_params)
+    for i, matcher in enumerate(_outer(signal).line_matchers()):
+        lines.append(_match_sql(LINE_LABELS[matcher.label], matcher, f"l{i}", params))
+    return keys, where, " AND ".join(lines), params
+
+
+def _outer(signal: Signal) -> Signal:
+    """The signal whose labels select lines: burn's inner ratio, else the signal itself."""
+    return signal.inner if signal.name == "burn" and signal.inner is not None else signal
+
+
+def _match_sql(column: str, matcher: Matcher, name: str, params: dict[str, Any]) -> str:
+    params[name] = matcher.value
+    # != keeps lines without the label (NULL), as a Prometheus matcher does.
+    return f"{column} = ${name}" if matcher.op == "=" else f"{column} IS DISTINCT FROM ${name}"
+
+
+def _ratio_terms(signal: Signal, params: dict[str, Any]) -> tuple[str, str]:
+    """(numerator, denominator) SQL of an additive signal."""
+    if signal.name == "burn":
+        assert signal.inner is not None
+        return _ratio_terms(signal.inner, params)
+    if signal.name in ("errors", "error_rate"):
+        conditions = ["error_category IS NOT NULL"]
+        for i, matcher in enumerate(signal.error_matchers()):
+            conditions.append(_match_sql(ERROR_LABELS[matcher.label], matcher, f"e{i}", params))
+        return f"count(*) FILTER (WHERE {' AND '.join(conditions)})", "count(*)"
+    if signal.name == "slow_rate":
+        params["limit_ms"] = signal.limit_ms
+        return "count(*) FILTER (WHERE latency_ms > $limit_ms)", "count(latency_ms)"
+    if signal.name == "mean":
+        return f"sum({signal.column})", f"count({signal.column})"
+    return "count(*)", "count(*)"  # requests, throughput
+
+
+def _additive(con: duckdb.DuckDBPyConnection, signal: Signal, grid: Grid, scope: Scope, width: int
+              ) -> dict[GroupKey, Series]:
+    keys, where, lines, params = _base(signal, scope)
+    numerator, denominator = _ratio_terms(signal, params)
+    params.update(_time_params(grid, width))
+    sql = ADDITIVE_SQL.format(keys=keys, numerator=numerator, denominator=denominator, where=where,
+                              lines=lines)
+    rows = run(con, sql, params, scope.filters).fetchall()
+    # Per-slot sums over the grid plus the width−1 slots before it, then a rolling sum.
+    length = grid.slots + width - 1
+    first = grid.first_slot - (width - 1)
+    sums: dict[GroupKey, tuple[np.ndarray, np.ndarray]] = {}
+    for row in rows:
+        key = tuple(row[: len(scope.by)])
+        slot, num, den = row[len(scope.by):]
+        nums, dens = sums.setdefault(key, (np.zeros(length), np.zeros(length)))
+        nums[slot - first] += float(num or 0)
+        dens[slot - first] += float(den or 0)
+    window_s = width * grid.step_us / 1e6
+    out: dict[GroupKey, Series] = {}
+    for key, (nums, dens) in sums.items():
+        num, den = rolling_sum(nums, width), rolling_sum(dens, width)
+        out[key] = Series(additive_value(signal, num, den, window_s), den)
+    return out
+
+
+def rolling_sum(values: np.ndarray, width: int) -> np.ndarray:
+    """Sums of `width` consecutive values: element i covers values[i : i + width]."""
+    totals = np.concatenate(([0.0], np.cumsum(values)))
+    return totals[width:] - totals[:-width]
+
+
+def additive_value(signal: Signal, num: np.ndarray, den: np.ndarray, window_s: float) -> np.ndarray:
+    """A signal's value from its window sums; NaN where a ratio has nothing under it."""
+    if signal.name in ("requests", "errors"):
+        return num.copy()
+    if signal.name == "throughput":
+        return num / window_s
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+    if signal.name == "burn":
+        assert signal.objective is not None
+        return ratio / (1.0 - signal.objective)
+    return ratio
+
+
+def _order_statistic(con: duckdb.DuckDBPyConnection, signal: Signal, grid: Grid, scope: Scope, width: int
+                     ) -> dict[GroupKey, Series]:
+    keys, where, lines, params = _base(signal, scope)
+    params.update(_time_params(grid, width))
+    params.update(width=width, first_slot=grid.first_slot, end_slot=grid.first_slot + grid.slots)
+    if signal.name == "quantile":
+        params["q"] = (signal.percentile or 0) / 100
+    key_names = "".join(f"g{i}, " for i in range(len(scope.by)))
+    sql = ORDER_SQL.format(keys=keys, key_names=key_names, where=where, lines=lines,
+                           column=signal.column, aggregate=_AGGREGATES[signal.name])
+    out: dict[GroupKey, Series] = {}
+    for row in run(con, sql, params, scope.filters).fetchall():
+        key = tuple(row[: len(scope.by)])
+        slot, den, value = row[len(scope.by):]
+        series = out.setdefault(key, Series(np.full(grid.slots, np.nan), np.zeros(grid.slots)))
+        series.values[slot - grid.first_slot] = value
+        series.support[slot - grid.first_slot] = den
+    return out
+
+
+# --------------------------------------------------------------------------- psi
+
+PSI_KEYS = {"model_id": "model", "model_version": "version", "service": "service"}
+"""Group-by columns psi accepts, and the Filters field each becomes."""
+
+PSI_GROUPS_SQL = """
+SELECT DISTINCT {columns}
+FROM events
+WHERE {where}
+  AND ts >= $lo AND ts < $hi
+  AND {present}
+"""
+"""The groups a psi rule compares, each then scanned with its own reference (drift's scan
+takes one reference per call)."""
+
+
+def _psi(con: duckdb.DuckDBPyConnection, signal: Signal, grid: Grid, scope: Scope, width: int
+         ) -> dict[GroupKey, Series]:
+    by = [g.column for g in scope.by]
+    filters = scope.filters
+    for matcher in signal.matchers:
+        field_name = PSI_KEYS[LINE_LABELS[matcher.label]]
+        if getattr(filters, field_name) not in (None, matcher.value):
+            return {}  # the command's filters exclude these events
+        filters = replace(filters, **{field_name: matcher.value})
+    out: dict[GroupKey, Series] = {}
+    for key in _psi_groups(con, grid, scope, filters, width):
+        group = replace(filters, **{PSI_KEYS[c]: v for c, v in zip(by, key, strict=True)})
+        try:
+            series = _psi_series(con, signal, grid, group, scope.reference, width)
+        except (EmptyResult, UsageError) as exc:
+            label = " ".join(str(v) for v in key)
+            scope.notes.append(f"{signal.text()}{' for ' + label if label else ''}: no value ({exc})")
+            continue
+        out[key] = series
+    return out
+
+
+def _psi_groups(con: duckdb.DuckDBPyConnection, grid: Grid, scope: Scope, filters: Filters, width: int
+                ) -> list[GroupKey]:
+    if not scope.by:
+        return [()]
+    where, params = where_sql(filters)
+    times = _time_params(grid, width)
+    params.update(lo=times["lo"], hi=times["hi"])
+    sql = PSI_GROUPS_SQL.format(columns=", ".join(g.expression for g in scope.by), where=where,
+                                present=" AND ".join(f"{g.expression} IS NOT NULL" for g in scope.by))
+    return [tuple(row) for row in run(con, sql, params, filters).fetchall()]
+
+
+def _psi_series(con: duckdb.DuckDBPyConnection, signal: Signal, grid: Grid, filters: Filters,
+                reference_text: str | None, width: int) -> Series:
+    from ..drift.compare import run_scan
+    from ..drift.measures import Options
+    from ..drift.timeline import interval_parts
+    from ..drift.windows import Window, choose_windows, parse_user_window
+
+    assert signal.column is not None
+    reference = (parse_user_window(con, reference_text, "reference") if reference_text
+                 else choose_windows(con, filters).reference)
+    first = grid.first_slot - (width - 1)
+    length = grid.slots + width - 1
+    span = Window("current", grid.slot_start(first), grid.slot_start(grid.first_slot + grid.slots))
+    assert span.start is not None
+    parts, _, _ = interval_parts(reference, span, span.start, timedelta(microseconds=grid.step_us))
+    options = Options()
+    outcome = run_scan(con, filters, parts, options, [signal.column], interval_count=length)
+    feature = next(f for f in outcome.features if f.name == signal.column)
+    # Scan group k (1-based) is slot first + k − 1; evaluation i sees slots i … i + width − 1.
+    slots = [outcome.groups.get(k + 1) for k in range(length)]
+    valid = rolling_sum(np.array([g.populations[feature.name].valid if g and feature.name in g.populations
+                                  else 0 for g in slots], dtype=float), width)
+    psi = (_numeric_psi if feature.kind == "numeric" else _categorical_psi)(feature.name, outcome, slots,
+                                                                             width, options)
+    ref_valid = outcome.reference.populations[feature.name].valid
+    enough = np.array([stats.has_enough_samples(ref_valid, int(n), options.min_samples) for n in valid])
+    return Series(np.where(enough, psi, np.nan), valid)
+
+
+def _numeric_psi(name: str, outcome: ScanOutcome, slots: list[GroupSide | None], width: int,
+                 options: Options) -> np.ndarray:
+    """PSI of each window against the reference, from the per-slot bucket counts, by the
+    same steps as the drift command (reference bins, outside policy, smoothing)."""
+    bins = outcome.reference.bins[name]
+    n_bins = bins.binning.n_bins
+    per_slot = np.zeros((len(slots), n_bins + 2))
+    for k, group in enumerate(slots):
+        if group is not None and name in group.buckets:
+            counts = bins.psi_counts(group.buckets[name])
+            per_slot[k, :n_bins] = counts.inside
+            per_slot[k, n_bins:] = (counts.below, counts.above)
+    totals = np.vstack([rolling_sum(per_slot[:, j], width) for j in range(n_bins + 2)]).T
+    ref = bins.psi_counts(outcome.reference.buckets[name])
+    values = np.full(len(totals), np.nan)
+    for i, row in enumerate(totals):
+        if row.sum() > 0:
+            cur = stats.BinCounts(row[:n_bins].astype(np.int64), int(row[n_bins]), int(row[n_bins + 1]))
+            values[i] = stats.psi(*bins.binning.pair(ref, cur), options.smoothing)
+    return values
+
+
+def _categorical_psi(name: str, outcome: ScanOutcome, slots: list[GroupSide | None], width: int,
+                     options: Options) -> np.ndarray:
+    ref_counts = outcome.reference.categories.get(name, {})
+    values = np.full(len(slots) - width + 1, np.nan)
+    for i in range(len(values)):
+        current: dict[str, int] = {}
+        for group in slots[i: i + width]:
+            for key, count in (group.categories.get(name, {}) if group else {}).items():
+                current[key] = current.get(key, 0) + count
+        if current and ref_counts:
+            _, r, c = stats.align_categories(ref_counts, current)
+            keep = (r > 0) | (c > 0)
+            values[i] = stats.psi(r[keep], c[keep], options.smoothing)
+    return values
+
+
+def group_label(by: Sequence[Grouping], key: GroupKey) -> str:
+    """"fraud v2.1.0 model-server": the group's values, – for none."""
+    return " ".join("–" if v is None else str(v) for v in key) if by else "all"
