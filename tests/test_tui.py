@@ -107,6 +107,8 @@ async def test_main_screen_shows_the_four_signals_versions_and_requests(
         assert "LIVE" in text and "19,9" in text and "rejected" in text
         versions = app.main.query_one("#versions", VersionTable)
         assert {r.version for r in versions.rows_shown} >= {"v1.4.2", "v2.1.0", "v3.2.1"}
+        # The large recsys inputs keep its p99 over 500 ms from ~02:05 to the end.
+        assert "▲ p99 latency over 500ms [recsys" in text
 
 
 @run_async
@@ -364,6 +366,24 @@ def test_drift_panel_says_not_enough_data_for_a_short_history(sample_con: duckdb
     assert frame is not None
     view = panels.drift_panel(sample_con.cursor(), frame)
     assert view.message == panels.NOT_ENOUGH
+
+
+def test_alert_banner_names_what_fires_at_the_window_end_only(
+        sample_con: duckdb.DuckDBPyConnection) -> None:
+    clock = panels.read_clock(sample_con, None)
+    assert clock.first is not None and clock.newest is not None
+    during_deploy = clock.first + timedelta(hours=3, minutes=5)  # bad deploy: 02:48-03:20
+    after_deploy = clock.first + timedelta(hours=3, minutes=35)
+    for end, firing in ((during_deploy, True), (after_deploy, False)):
+        frame = panels.make_frame(View(window="1h", paused_end=end), clock, 0)
+        assert frame is not None
+        texts = panels.firing_alerts(sample_con.cursor(), frame)
+        assert any("model errors over 1% [fraud" in t for t in texts) is firing, texts
+    late = panels.make_frame(View(window="1h"), clock, 0)
+    assert late is not None
+    texts = panels.firing_alerts(sample_con.cursor(), late)
+    assert texts and all(t.startswith("▲ ") for t in texts)
+    assert any("p99 latency over 500ms [recsys" in t for t in texts)
 
 
 @run_async

@@ -85,12 +85,14 @@ class GroupState:
         return now - self.started >= 0.95 * slower * wait
 
 
-GROUP_SCHEDULE = {"signals": (1.0, 0.5), "tables": (1.0, 0.5), "loads": (5.0, 0.1), "drift": (20.0, 0.1)}
+GROUP_SCHEDULE = {"signals": (1.0, 0.5), "tables": (1.0, 0.5), "loads": (5.0, 0.1), "alerts": (10.0, 0.1),
+                  "drift": (20.0, 0.1)}
 """(seconds between refreshes, share of time running at most) per group: the signals and tables
 at least once a second when their queries are fast; load markers and drift (a heavier scan
-that reads the records' JSON) much less often."""
+that reads the records' JSON) much less often; alert rules (one replay of the shipped rules over
+the window) every 10 s."""
 
-BACKGROUND = frozenset({"loads", "drift"})
+BACKGROUND = frozenset({"loads", "alerts", "drift"})
 """Groups started only when the signals and tables are not running."""
 
 TICKS_PER_INTERVAL = 4
@@ -146,7 +148,8 @@ HELP_TEXT = """\
 [b]Time[/b]    The window ends at the newest event (event time, UTC), not at the wall clock.
         lag: how long ago the newest line on screen was read, while newer lines wait.
 [b]Memory[/b]  {retention}
-[b]Alerts[/b]  No alert rules exist yet; the banner above the panels is reserved for them.
+[b]Alerts[/b]  a red banner above the panels names the alerts firing at the window's end:
+        the shipped rules of `mlinv check` (drift rules aside), replayed every 10 s.
 """
 
 
@@ -411,6 +414,8 @@ class MainScreen(Screen[None]):
             return lambda cur: panels.tables(cur, frame)
         if name == "loads":
             return lambda cur: panels.load_marks(cur, frame)
+        if name == "alerts":
+            return lambda cur: panels.firing_alerts(cur, frame)
         baseline = self.monitor.baseline
         return lambda cur: panels.drift_panel(cur, frame, baseline)
 
@@ -484,7 +489,6 @@ class MainScreen(Screen[None]):
             self._show_signals(data, message.frame)
         elif message.group == "tables":
             self.query_one("#versions", VersionTable).show(data.versions, self._chosen_key())
-            self._check_alerts(data)
             self.query_one("#recent", RequestTable).show(data.recent)
             self.query_one("#recent-panel").border_title = \
                 f"Slow > {ms_text(panels.SLOW_MS)} or failed · enter: trace"
@@ -492,6 +496,10 @@ class MainScreen(Screen[None]):
             self.marks = data
             for chart in self.query(LineChart):
                 chart.mark(data)
+        elif message.group == "alerts":
+            self.query_one("#alerts", AlertBanner).show_alerts(data)
+        elif message.group == "alerts":
+            self.query_one("#alerts", AlertBanner).show_alerts(data)
         elif message.group == "drift":
             self.query_one("#drift", DriftBars).show(data)
             changed = f" · {data.changed}/{data.features} changed" if data.features else ""
@@ -499,12 +507,6 @@ class MainScreen(Screen[None]):
             as_of = f" · at {message.frame.end:%H:%M:%S}" if self.feed is not None else ""
             self.query_one("#drift-panel").border_title = f"Drift PSI{changed}{as_of}"
         self._draw_bars()
-
-    def _check_alerts(self, tables: panels.Tables) -> None:
-        """The alert hook. Alert rules do not exist in the core yet; when they do, evaluate
-        them here (in the tables worker, like every query) and pass their one-line texts to
-        `AlertBanner.show_alerts`, which shows a red banner above the panels."""
-        del tables
 
     def _show_signals(self, data: panels.Signals, frame: Frame) -> None:
         axis = (frame.start, frame.end)

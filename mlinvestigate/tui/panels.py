@@ -498,3 +498,37 @@ def run_trace(cur: duckdb.DuckDBPyConnection, request_id: str) -> Result:
     return trace(cur, request_id)
 
 
+
+
+ALERT_BANNER_MAX = 3
+"""Firing alerts named in the banner; more are counted."""
+
+
+def firing_alerts(cur: duckdb.DuckDBPyConnection, frame: Frame) -> tuple[str, ...]:
+    """The shipped alert rules (`mlinv check`'s defaults) replayed over the frame: one short
+    text per alert firing at its end. Drift rules are left to the drift panel: their scan reads
+    every record's JSON and would hold the refresh back."""
+    from ..alerts.check import check
+    from ..alerts.rules import load_rules
+
+    rules = [rule for rule in load_rules() if "psi(" not in rule.expr]
+    if not rules:
+        return ()
+    try:
+        result = check(cur, frame.time_filters, rules)
+    except EmptyResult:
+        return ()
+    firing = [row for row in result.records() if row["state"] == "firing"]
+    # Group names come from the logs: cleaned of terminal escapes like every logged value.
+    texts = [clean(f"▲ {row['rule']} [{row['group']}] since {_clock(row['firing_from'])}, "
+                   f"worst {row['worst']}") for row in firing[:ALERT_BANNER_MAX]]
+    if len(firing) > ALERT_BANNER_MAX:
+        texts.append(f"+{len(firing) - ALERT_BANNER_MAX} more (mlinv check)")
+    return tuple(texts)
+
+
+def _clock(value: Any) -> str:
+    if isinstance(value, datetime):
+        return f"{value:%H:%M}"
+    text = str(value or "")
+    return text[11:16] if len(text) >= 16 and text[10] == "T" else text

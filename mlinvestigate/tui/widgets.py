@@ -521,7 +521,7 @@ class StatusBar(Static):
 
 
 class AlertBanner(Static):
-    """Hook for alert rules (not yet in the core): hidden until `show_alerts` gets some."""
+    """The alerts firing at the end of the window (panels.firing_alerts); hidden when none."""
 
     DEFAULT_CSS = "AlertBanner { height: auto; display: none; }"
 
