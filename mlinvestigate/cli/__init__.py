@@ -50,8 +50,7 @@ def _root(
 def _register_commands() -> None:
     # Each module registers its commands on `app` when imported; the heavy imports of every
     # command stay inside the command functions, so `mlinv --help` stays fast.
-    from . import alert_cmds, data_cmds, drift_cmds, investigate, tui_cmd  # noqa: F401
-    from . import diagnose_cmds  # noqa: F401
+    from . import alert_cmds, data_cmds, diagnose_cmds, drift_cmds, investigate, tui_cmd  # noqa: F401
 
 
 _register_commands()
