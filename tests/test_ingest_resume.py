@@ -132,9 +132,6 @@ def test_rotated_truncated_or_replaced_file_is_read_as_new(tmp_path: Path, chang
     assert ingest([log], db=db).report.sources[0].status == "unchanged"
 
 
-@pytest.mark.xfail(strict=True, reason="sources are identified by path: after logrotate renames app.log to "
-                   "app.log.1, ingesting the directory again reads app.log.1 as a new source and adds its "
-                   "lines a second time (needs identifying files by inode + fingerprint; a design change)")
 def test_renamed_rotated_file_is_not_ingested_twice(tmp_path: Path) -> None:
     """Ingesting a log directory again after a rename-rotation adds only the new file's lines."""
     logs = tmp_path / "logs"
@@ -145,6 +142,35 @@ def test_renamed_rotated_file_is_not_ingested_twice(tmp_path: Path) -> None:
     write_log(logs, "app.log", _records("new", 5))
     got = ingest([logs], db=db)
     assert len(got.events) == 25
+    statuses = {Path(s.source).name: s.status for s in got.report.sources}
+    assert statuses == {"app.log": "rotated", "app.log.1": "renamed"}
+    assert ingest([logs], db=db).report.events == 0
+
+
+def test_lines_written_to_a_renamed_file_before_it_was_reopened_are_added_once(tmp_path: Path) -> None:
+    """logrotate without copytruncate: the writer keeps appending to the renamed file until it
+    reopens its log. Those lines are read once, after the ones read under the old name."""
+    logs = tmp_path / "logs"
+    path = write_log(logs, "app.log", _records("old", 10))
+    db = tmp_path / "db.duckdb"
+    ingest([path], db=db)
+    with path.open("a") as f:
+        f.write("".join(line + "\n" for line in _records("late", 3)))
+    path.rename(logs / "app.log.1")
+    got = ingest([logs / "app.log.1"], db=db)
+    assert got.report.sources[0].status == "resumed" and got.report.events == 3
+    assert [e["line"] for e in got.events] == list(range(1, 14))
+
+
+def test_a_copy_is_not_taken_for_a_rename(tmp_path: Path) -> None:
+    """Only the same file (inode) under a new name is recognised; a copy is another source."""
+    logs = tmp_path / "logs"
+    path = write_log(logs, "app.log", _records("old", 4))
+    db = tmp_path / "db.duckdb"
+    ingest([path], db=db)
+    (logs / "copy.log").write_bytes(path.read_bytes())
+    got = ingest([logs / "copy.log"], db=db)
+    assert got.report.sources[0].status == "new" and got.report.events == 4
 
 
 @pytest.mark.parametrize("suffix", [".gz", ".zst"])

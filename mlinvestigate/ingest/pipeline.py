@@ -59,7 +59,7 @@ ProgressCallback = Callable[[str, int, int], None]
 class SourceReport:
     source: str
     status: str
-    """new | resumed | unchanged | rotated | duplicate"""
+    """new | resumed | unchanged | renamed | rotated | duplicate"""
     lines: int = 0
     events: int = 0
     event_lines: int = 0
@@ -206,10 +206,19 @@ class Ingestor:
             raise InputError(f"no such file: {path}")
         size, mtime, inode = reader.file_identity(abspath)
         previous = self._latest_source(abspath)
+        renamed_from: str | None = None
+        if previous is None:
+            previous = self._renamed_source(abspath, size, inode)
+            if previous is not None:
+                renamed_from = previous["path"]
         start_offset, start_line, carry_ts = 0, 1, None
         status = "new"
         if previous is not None:
             verdict = self._compare(previous, abspath, size)
+            if renamed_from is not None:
+                self._adopt(previous["source_id"], abspath)
+                if verdict == "unchanged":
+                    return SourceReport(source=path, status="renamed")
             if verdict == "unchanged":
                 return SourceReport(source=path, status="unchanged")
             if verdict == "resume":
@@ -579,6 +588,38 @@ class Ingestor:
         if row is None:
             return None
         return dict(zip([d[0] for d in cur.description], row, strict=True))
+
+    def _renamed_source(self, abspath: str, size: int, inode: int) -> dict[str, Any] | None:
+        """The source this file was read as under another name (logrotate renames app.log to
+        app.log.1): same inode and same leading bytes, and its old path no longer holds it.
+        Matching on the inode as well as the content means a copy is never taken for it."""
+        cur = self.con.execute(
+            """SELECT * FROM sources
+               WHERE kind = 'file' AND file_inode = $inode AND path <> $path AND bytes_read <= $size
+                 AND compression = $compression
+               ORDER BY source_id DESC""",
+            {"inode": inode, "path": abspath, "size": size, "compression": reader.compression_of(abspath)},
+        )
+        names = [d[0] for d in cur.description]
+        for row in cur.fetchall():
+            candidate = dict(zip(names, row, strict=True))
+            old_path = candidate["path"]
+            if os.path.exists(old_path) and reader.file_identity(old_path)[2] == inode:
+                continue  # still there under its own name: a hard link, not a rename
+            if candidate["fingerprint"] is None:
+                continue
+            digest, _ = reader.fingerprint(abspath, candidate["fingerprint_len"] or 0)
+            if digest == candidate["fingerprint"]:
+                return candidate
+        return None
+
+    def _adopt(self, source_id: int, abspath: str) -> None:
+        """The renamed file keeps its source (and its read position) under the new name. Its
+        events keep the path they were read under: provenance at the time of reading."""
+        self.con.execute(
+            "UPDATE sources SET path = $path, superseded_by = NULL WHERE source_id = $id",
+            {"path": abspath, "id": source_id},
+        )
 
     def _compare(self, previous: dict[str, Any], abspath: str, size: int) -> str:
         """unchanged | resume | rotated"""

@@ -18,6 +18,7 @@ _STATUS_TEXT = {
     "unchanged": "unchanged since the last ingest, nothing added",
     "duplicate": "same content as an earlier stdin ingest, nothing added",
     "resumed": "resumed where the last ingest stopped",
+    "renamed": "already read under its earlier name (same file, renamed), nothing added",
     "rotated": "replaced or truncated since the last ingest, read again as new",
 }
 
