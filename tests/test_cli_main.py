@@ -38,3 +38,21 @@ def test_a_lean_command_still_gives_its_help() -> None:
                            "summary", "--help"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "--db" in done.stdout and "summary" in done.stdout
+
+
+def test_an_interrupt_wrapped_by_duckdb_is_still_an_interrupt() -> None:
+    """Ctrl-C inside a Python callback DuckDB runs (reading a registered Arrow table) arrives as
+    a DuckDB error; it must end like any Ctrl-C (exit 130), not as an unexpected error."""
+    from mlinvestigate.cli import _interrupted
+
+    wrapped = RuntimeError("Invalid Input Error: reading the schema of the object registered as "
+                           "'batch' failed: KeyboardInterrupt: ")
+    assert _interrupted(wrapped)
+    try:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as inner:
+            raise ValueError("while reading") from inner
+    except ValueError as outer:
+        assert _interrupted(outer)
+    assert not _interrupted(ValueError("bad input"))

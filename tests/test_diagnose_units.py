@@ -166,5 +166,17 @@ def test_accuracy_by_version_from_delayed_labels(tmp_path: Path):
     assert {r["model_version"]: r["labelled"] for r in window.records()}["v1"] == 23
 
 
+def test_summary_shows_accuracy_by_version_when_labels_are_logged(tmp_path: Path):
+    from mlinvestigate.investigations.summary import summary
+
+    labelled = summary(_labelled(tmp_path), Filters())
+    assert len(labelled.sections) == 1
+    rows = {r["model_version"]: r for r in labelled.sections[0].records()}
+    assert rows["v1"]["predictions"] == 100 and rows["v1"]["labelled"] == 75
+    unlabelled = tmp_path / "none"
+    unlabelled.mkdir()
+    assert summary(_labelled(unlabelled, with_labels=False), Filters()).sections == []
+
+
 def test_no_labels_no_accuracy(tmp_path: Path):
     assert accuracy_by_version(_labelled(tmp_path, with_labels=False), Filters()) is None

@@ -50,7 +50,15 @@ def _root(
 def _register_commands() -> None:
     # Each module registers its commands on `app` when imported; the heavy imports of every
     # command stay inside the command functions, so `mlinv --help` stays fast.
-    from . import alert_cmds, data_cmds, diagnose_cmds, drift_cmds, investigate, tui_cmd  # noqa: F401
+    from . import (  # noqa: F401
+        alert_cmds,
+        data_cmds,
+        diagnose_cmds,
+        drift_cmds,
+        export_cmds,
+        investigate,
+        tui_cmd,
+    )
 
 
 _register_commands()
@@ -102,11 +110,25 @@ def main() -> None:
             # typer bundles its own copy of click: match by class name, not by import.
             exc.show()  # type: ignore[attr-defined]
             sys.exit(2 if _is_a(exc, "UsageError") else int(getattr(exc, "exit_code", 1)))
+        if _interrupted(exc):
+            print("mlinv: interrupted", file=sys.stderr)
+            sys.exit(130)
         if os.environ.get("MLINV_DEBUG"):
             raise
         first_line = str(exc).splitlines()[0] if str(exc) else ""
         _fail(f"unexpected error: {type(exc).__name__}: {first_line} (set MLINV_DEBUG=1 for a traceback)", 1)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """A Ctrl-C that landed in Python code DuckDB was calling (e.g. reading a registered Arrow
+    table) comes back as a DuckDB error naming the KeyboardInterrupt, not as the interrupt."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt) or "KeyboardInterrupt" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _is_a(exc: BaseException, class_name: str) -> bool:

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -56,6 +56,22 @@ WhereOption = Annotated[
     typer.Option("--where", help="Extra SQL condition on event columns, e.g. \"input_size > 1000\".",
                  show_default=False),
 ]
+StoreOption = Annotated[
+    str | None,
+    typer.Option("--store", help="Query a Parquet event store (a directory written by `mlinv export "
+                 "--parquet`; with --engine spark also an object-store URL) instead of --db.",
+                 show_default=False),
+]
+EngineOption = Annotated[
+    str,
+    typer.Option("--engine", help="duckdb, or spark (needs --store and pyspark: "
+                 "pip install 'mlinvestigate[spark]')."),
+]
+SparkRemoteOption = Annotated[
+    str | None,
+    typer.Option("--spark-remote", help="Spark Connect URL, e.g. sc://host:15002 (implies --engine "
+                 "spark; default: a local Spark).", show_default=False, envvar="MLINV_SPARK_REMOTE"),
+]
 LimitOption = Annotated[int, typer.Option("--limit", help="At most this many rows.", min=1)]
 FormatOption = Annotated[
     str,
@@ -76,6 +92,9 @@ class CommonOptions:
     where: str | None = None
     limit: int = 20
     format: str = "table"
+    store: str | None = None
+    engine: str = "duckdb"
+    spark_remote: str | None = None
 
     def check_format(self) -> None:
         from ..output import FORMATS
@@ -108,6 +127,44 @@ def open_database(db: str | None, logs: list[str] | None, *, quiet: bool = True
         yield con
     finally:
         con.close()
+
+
+@contextmanager
+def open_engine(options: CommonOptions) -> Iterator[Any]:
+    """What an investigation reads: the database (as `open_database`), a Parquet store through
+    DuckDB (--store), or a Parquet store through Spark (--engine spark / --spark-remote).
+    pyspark is imported only in the last case."""
+    from ..engines import ENGINE_NAMES, SPARK
+
+    engine = SPARK if options.spark_remote else options.engine
+    if engine not in ENGINE_NAMES:
+        raise UsageError(f"unknown --engine {options.engine!r}", hint=" or ".join(ENGINE_NAMES))
+    if options.store and (options.db or options.logs):
+        raise UsageError("--store replaces --db and --logs; give only one of them")
+    if engine == SPARK:
+        from ..engines.spark_engine import SparkEngine, build_session, require_pyspark
+
+        require_pyspark()
+        if not options.store:
+            raise UsageError("--engine spark reads a Parquet store: add --store DIR or URL",
+                             hint="write one with `mlinv export --parquet DIR`")
+        session = build_session(options.spark_remote)
+        try:
+            yield SparkEngine(session, options.store)
+        finally:
+            session.stop()
+        return
+    if options.store:
+        from ..parquet_store import open_store
+
+        store_engine = open_store(options.store)
+        try:
+            yield store_engine
+        finally:
+            store_engine.close()
+        return
+    with open_database(options.db, options.logs) as con:
+        yield con
 
 
 def emit(result: Result, fmt: str, *, empty_message: str | None = None) -> None:

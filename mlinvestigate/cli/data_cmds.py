@@ -26,10 +26,14 @@ def ingest(
         "--config", help="Project config file (default: ./mlinv.toml if present).",
         show_default=False)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no summary.")] = False,
+    parquet: Annotated[str | None, typer.Option(
+        "--parquet", help="Also (without --db: only) write the events to this Parquet store "
+        "directory, as `mlinv export --parquet` does.", show_default=False)] = None,
 ) -> None:
     """Ingest JSON logs into the database. Safe to re-run: only new lines are added.
 
     Example:  mlinv ingest 'logs/*.jsonl.gz' -   (files, then whatever is piped in)
+              mlinv ingest 'logs/*.jsonl.gz' --parquet /data/store   (no database file)
     """
     from .. import store
     from ..config import load_config
@@ -38,13 +42,21 @@ def ingest(
     settings = load_config(config)
     mappings = dict(settings.mappings)
     mappings.update(parse_mappings(map_ or []))
-    con = store.connect(db)
+    # With --parquet alone the events pass through an in-memory database (DuckDB spills to
+    # disk past its memory limit), keeping the same lossless accounting: rejects and sources
+    # are written into the store too.
+    con = store.connect(store.MEMORY if parquet and not db else db)
+    export_report = None
     try:
         if mappings:
             save_mappings(con, mappings)
         with _IngestProgress(enabled=not quiet and sys.stderr.isatty()) as progress:
             ingestor = Ingestor(con, progress=progress.update)
             report = ingestor.ingest(paths)
+        if parquet:
+            from ..parquet_store import export_parquet
+
+            export_report = export_parquet(con, parquet)
     finally:
         con.close()
     if not quiet:
@@ -52,6 +64,8 @@ def ingest(
 
         for line in describe(report):
             print(line, file=sys.stderr)
+        if export_report is not None:
+            print(export_report.describe(), file=sys.stderr)
 
 
 class _IngestProgress:

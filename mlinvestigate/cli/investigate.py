@@ -19,18 +19,21 @@ from . import app
 from .common import (
     CommonOptions,
     DbOption,
+    EngineOption,
     FormatOption,
     LimitOption,
     LogsOption,
     ModelOption,
     ServiceOption,
     SinceOption,
+    SparkRemoteOption,
+    StoreOption,
     UntilOption,
     VersionOption,
     WallClockOption,
     WhereOption,
     emit,
-    open_database,
+    open_engine,
 )
 
 if TYPE_CHECKING:
@@ -38,6 +41,7 @@ if TYPE_CHECKING:
 
     import duckdb
 
+    from ..engines import Engine
     from ..investigations.filters import Filters
     from ..result import Result
 
@@ -50,14 +54,14 @@ ThresholdOption = Annotated[
 ]
 
 
-def _investigate(options: CommonOptions, call: Callable[[duckdb.DuckDBPyConnection, Filters],
-                                                        Result],
+def _investigate(options: CommonOptions,
+                 call: Callable[[duckdb.DuckDBPyConnection | Engine, Filters], Result],
                  *, empty_message: str | None = None) -> None:
     """Open the database, resolve the shared filters, run one investigation, print it."""
     options.check_format()
     from ..investigations.filters import resolve_filters
 
-    with open_database(options.db, options.logs) as con, _working():
+    with open_engine(options) as con, _working():
         filters = resolve_filters(
             con, options.since, options.until, options.wall_clock, model=options.model,
             version=options.version, service=options.service, where=options.where,
@@ -68,7 +72,7 @@ def _investigate(options: CommonOptions, call: Callable[[duckdb.DuckDBPyConnecti
     emit(result, options.format, empty_message=message)
 
 
-def _empty_message(con: duckdb.DuckDBPyConnection, filters: Filters) -> str:
+def _empty_message(con: duckdb.DuckDBPyConnection | Engine, filters: Filters) -> str:
     from ..investigations.filters import clock_text, newest_event_time
 
     message = f"no matching events ({filters.describe()})"
@@ -130,6 +134,9 @@ def summary(
     fmt: FormatOption = "table",
     db: DbOption = None,
     logs: LogsOption = None,
+    store: StoreOption = None,
+    engine: EngineOption = "duckdb",
+    spark_remote: SparkRemoteOption = None,
 ) -> None:
     """Health per model version and service: traffic, latency percentiles, errors, verdict.
 
@@ -144,7 +151,7 @@ def summary(
     thresholds = thresholds.with_error_limits(_error_limits(max_error or []))
     keys = _names(by)
     _investigate(CommonOptions(db, logs, since, until, wall_clock, model, version, service,
-                                where, limit, fmt),
+                                where, limit, fmt, store, engine, spark_remote),
                  lambda con, f: run_summary(con, f, by=keys, thresholds=thresholds))
 
 
@@ -178,6 +185,9 @@ def slow(
     fmt: FormatOption = "table",
     db: DbOption = None,
     logs: LogsOption = None,
+    store: StoreOption = None,
+    engine: EngineOption = "duckdb",
+    spark_remote: SparkRemoteOption = None,
 ) -> None:
     """Latency distribution by a grouping, and the slowest requests (--limit of them).
 
@@ -188,7 +198,7 @@ def slow(
 
     threshold_ms = parse_latency_ms(threshold)
     _investigate(CommonOptions(db, logs, since, until, wall_clock, model, version, service,
-                                where, limit, fmt),
+                                where, limit, fmt, store, engine, spark_remote),
                  lambda con, f: run_slow(con, f, by=by, threshold_ms=threshold_ms))
 
 
@@ -212,6 +222,9 @@ def latency(
     fmt: FormatOption = "table",
     db: DbOption = None,
     logs: LogsOption = None,
+    store: StoreOption = None,
+    engine: EngineOption = "duckdb",
+    spark_remote: SparkRemoteOption = None,
 ) -> None:
     """Latency percentiles per input size bucket and model version, or over time.
 
@@ -223,7 +236,7 @@ def latency(
     edges = parse_buckets(buckets) if buckets else None
     step = _duration(every)
     _investigate(CommonOptions(db, logs, since, until, wall_clock, model, version, service,
-                                where, limit, fmt),
+                                where, limit, fmt, store, engine, spark_remote),
                  lambda con, f: run_latency(con, f, by=by, buckets=edges, every=step))
 
 
@@ -234,6 +247,9 @@ def trace(
     fmt: FormatOption = "table",
     db: DbOption = None,
     logs: LogsOption = None,
+    store: StoreOption = None,
+    engine: EngineOption = "duckdb",
+    spark_remote: SparkRemoteOption = None,
 ) -> None:
     """Every event of one request across services and files, as a waterfall.
 
@@ -241,9 +257,10 @@ def trace(
     """
     from ..investigations.trace import trace as run_trace
 
-    options = CommonOptions(db=db, logs=logs, format=fmt)
+    options = CommonOptions(db=db, logs=logs, format=fmt, store=store, engine=engine,
+                            spark_remote=spark_remote)
     options.check_format()
-    with open_database(db, logs) as con, _working():
+    with open_engine(options) as con, _working():
         result = run_trace(con, request_id)
     emit(result, fmt, empty_message=f"no events with a request_id or trace_id starting with "
          f"{request_id!r}")
@@ -264,6 +281,9 @@ def loads(
     fmt: FormatOption = "table",
     db: DbOption = None,
     logs: LogsOption = None,
+    store: StoreOption = None,
+    engine: EngineOption = "duckdb",
+    spark_remote: SparkRemoteOption = None,
 ) -> None:
     """Every model load, ranked by what followed: error rate and p99 before vs after.
 
@@ -274,7 +294,8 @@ def loads(
     span = _duration(window)
     assert span is not None
     _investigate(CommonOptions(db, logs, since, until, wall_clock, model, version, service,
-                                where, limit, fmt), lambda con, f: run_loads(con, f, window=span),
+                                where, limit, fmt, store, engine, spark_remote),
+                 lambda con, f: run_loads(con, f, window=span),
                  empty_message="no model load events (names with load/loaded/loading/deploy)")
 
 
@@ -296,6 +317,9 @@ def errors(
     fmt: FormatOption = "table",
     db: DbOption = None,
     logs: LogsOption = None,
+    store: StoreOption = None,
+    engine: EngineOption = "duckdb",
+    spark_remote: SparkRemoteOption = None,
 ) -> None:
     """Errors by category, type, version and service, with rates, examples and request ids.
 
@@ -306,7 +330,8 @@ def errors(
     keys = _names(by)
     step = _duration(every)
     _investigate(CommonOptions(db, logs, since, until, wall_clock, model, version, service,
-                                where, limit, fmt), lambda con, f: run_errors(con, f, by=keys, every=step),
+                                where, limit, fmt, store, engine, spark_remote),
+                 lambda con, f: run_errors(con, f, by=keys, every=step),
                  empty_message="no errors in the selected events")
 
 
@@ -330,6 +355,9 @@ def throughput(
     fmt: FormatOption = "table",
     db: DbOption = None,
     logs: LogsOption = None,
+    store: StoreOption = None,
+    engine: EngineOption = "duckdb",
+    spark_remote: SparkRemoteOption = None,
 ) -> None:
     """Received, processed, failed and dropped requests per interval; in-flight; saturation.
 
@@ -343,6 +371,6 @@ def throughput(
     assert wait is not None
     rate = parse_rate_per_s(capacity) if capacity else None
     _investigate(CommonOptions(db, logs, since, until, wall_clock, model, version, service,
-                                where, limit, fmt), lambda con, f: run_throughput(
-        con, f, every=step, timeout=wait, capacity_per_s=rate))
+                                where, limit, fmt, store, engine, spark_remote),
+                 lambda con, f: run_throughput(con, f, every=step, timeout=wait, capacity_per_s=rate))
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from ..engines import DUCKDB, SPARK, Engine, as_engine, sql_for
 from ..errors import UsageError
 from ..result import Result
 from .filters import (
@@ -67,9 +68,46 @@ GROUP BY hash({interval}, {rate_keys})
 """Both group on one hash of their keys, read back with any_value: text keys group 1.5-2x
 slower on 10 M events."""
 
+SPARK_ERRORS_SQL = """
+SELECT interval_start,
+       {key_names},
+       count(*) AS errors,
+       min(ts) AS first_seen,
+       max(ts) AS last_seen,
+       min_by(error_message, ts) FILTER (WHERE error_message IS NOT NULL) AS example_message,
+       transform(slice(array_sort(collect_list(struct(ts, request_id))
+                                  FILTER (WHERE request_id IS NOT NULL)), 1, {example_ids}),
+                 pair -> pair.request_id) AS example_request_ids
+FROM (SELECT {interval} AS interval_start, {keyed}, ts, error_message, request_id
+      FROM events
+      WHERE {where}
+        AND error_category IS NOT NULL)
+GROUP BY interval_start, {key_names}
+"""
+"""Spark has no arg_min(x, by, n): the first ids come from the (ts, request_id) pairs
+sorted (ties in ts broken by id, where DuckDB takes any)."""
+
+SPARK_REQUESTS_SQL = """
+SELECT interval_start, {rate_names}, count(*) AS requests
+FROM (SELECT {interval} AS interval_start, {rate_keyed}
+      FROM events
+      WHERE {where}
+        AND {request_line})
+GROUP BY interval_start, {rate_names}
+"""
+
+SQL = {
+    "errors": {DUCKDB: ERRORS_SQL, SPARK: SPARK_ERRORS_SQL},
+    "requests": {DUCKDB: REQUESTS_SQL, SPARK: SPARK_REQUESTS_SQL},
+}
+
+
+def _key_order(key: tuple[Any, ...]) -> tuple[tuple[bool, str], ...]:
+    return tuple((value is None, str(value)) for value in key)
+
 
 def errors(
-    con: duckdb.DuckDBPyConnection,
+    con: duckdb.DuckDBPyConnection | Engine,
     filters: Filters,
     *,
     by: list[str] | None = None,
@@ -77,8 +115,9 @@ def errors(
 ) -> Result:
     """Errors grouped by `by` (default category, type, model, version, service), optionally
     per `every` interval. Rows with the most errors first (in time order with `every`)."""
+    engine = as_engine(con)
     names = list(by or (DEFAULT_KEYS_OVER_TIME if every else DEFAULT_KEYS))
-    groupings = [grouping(name) for name in names]
+    groupings = [grouping(name, engine=engine.name) for name in names]
     columns = [g.column for g in groupings]
     if len(set(columns)) != len(columns):
         raise UsageError("--by names a column twice")
@@ -89,22 +128,29 @@ def errors(
     rate_values = (", ".join(f"any_value({name}) AS {name}" for name in rate_keys)
                    if rate_keys else "NULL AS no_key")
 
-    where, params = where_sql(filters)
-    request_line, kind_params = event_kinds(con).request_line_sql()
+    # Spark: keys projected as k_0, k_1 … (a key may be ts or request_id, which the subquery
+    # also carries), grouped by those names.
+    keyed = ", ".join(f"{g.expression} AS k_{i}" for i, g in enumerate(groupings))
+    key_names = ", ".join(f"k_{i}" for i in range(len(groupings)))
+    rate_keyed = ", ".join(rate_keys) if rate_keys else "NULL AS no_key"
+    rate_names = ", ".join(rate_keys) if rate_keys else "no_key"
+
+    where, params = where_sql(filters, engine)
+    request_line, kind_params = event_kinds(engine).request_line_sql(engine.name)
     interval = "NULL"
     if every is not None:
         if every <= timedelta(0):
             raise UsageError("--every must be longer than zero")
-        interval = bucket_sql("every_us")
+        interval = bucket_sql("every_us", engine=engine.name)
         params = {**params, "every_us": micros(every)}
-    error_rows = run(con, ERRORS_SQL.format(
+    error_rows = run(engine, sql_for(SQL["errors"], engine.name).format(
         interval=interval, keys=keys_sql, key_values=key_values, where=where,
-        example_ids=EXAMPLE_IDS,
+        example_ids=EXAMPLE_IDS, keyed=keyed, key_names=key_names,
     ), params, filters).fetchall()
     request_counts: dict[tuple[Any, ...], int] = {}
-    for row in run(con, REQUESTS_SQL.format(
+    for row in run(engine, sql_for(SQL["requests"], engine.name).format(
         interval=interval, rate_keys=rate_keys_sql, rate_values=rate_values, where=where,
-        request_line=request_line,
+        request_line=request_line, rate_keyed=rate_keyed, rate_names=rate_names,
     ), {**params, **kind_params}, filters).fetchall():
         request_counts[tuple(row[:-1])] = row[-1]
 
@@ -121,10 +167,12 @@ def errors(
         rows.append((interval_start, *out) if every is not None else out)
 
     total = len(rows)
+    # Ties end on the keys, so the order never depends on how the engine returned the groups.
     if every is not None:
-        rows.sort(key=lambda r: (r[0], -r[1 + len(columns)]))
+        rows.sort(key=lambda r: (r[0], -r[1 + len(columns)], _key_order(r[1:1 + len(columns)])))
     else:
-        rows.sort(key=lambda r: (-r[len(columns)], r[len(columns) + 2]))
+        rows.sort(key=lambda r: (-r[len(columns)], r[len(columns) + 2],
+                                 _key_order(r[:len(columns)])))
         rows = rows[:filters.limit]
     out_columns = [*columns, "errors", "rate_pct", "first_seen", "last_seen", "example_message",
                    "example_request_ids"]

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from ..engines import DUCKDB, SPARK, Engine, SqlText, as_engine, first_line, param
 from ..errors import UsageError
 from ..schema import EVENT_COLUMN_NAMES
 from ..timeparse import parse_time_bound
@@ -82,13 +83,13 @@ def _short_time(moment: datetime) -> str:
 NEWEST_SQL = "SELECT max(ts) FROM events"
 
 
-def newest_event_time(con: duckdb.DuckDBPyConnection) -> datetime | None:
-    row = con.execute(NEWEST_SQL).fetchone()
+def newest_event_time(con: duckdb.DuckDBPyConnection | Engine) -> datetime | None:
+    row = as_engine(con).execute(NEWEST_SQL).fetchone()
     return row[0] if row else None
 
 
 def resolve_filters(
-    con: duckdb.DuckDBPyConnection,
+    con: duckdb.DuckDBPyConnection | Engine,
     since_text: str | None = None,
     until_text: str | None = None,
     wall_clock: bool = False,
@@ -137,10 +138,12 @@ written `date_part('x', ts)`.)"""
 _FILE_FUNCTIONS = re.compile(
     r"^(?:read_\w*|glob|sniff_csv|parquet_\w*|query|query_table|iceberg_\w*|delta_\w*"
     r"|sqlite_\w*|postgres_\w*|mysql_\w*|getenv|getvariable|current_setting|duckdb_\w*"
-    r"|pragma_\w*|which_secret|load_aws_credentials|httpfs\w*)$",
+    r"|pragma_\w*|which_secret|load_aws_credentials|httpfs\w*"
+    r"|reflect|try_reflect|java_method|input_file_\w*)$",
     re.IGNORECASE,
 )
-"""Functions that read files, other databases, settings or the catalog."""
+"""Functions that read files, other databases, settings or the catalog (and Spark's
+reflect/java_method, which call any Java method)."""
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -170,16 +173,20 @@ def _code_outside_literals(text: str) -> str:
     return "".join(out)
 
 
-def check_where(con: duckdb.DuckDBPyConnection, where: str) -> None:
-    """Raise UsageError unless `where` is a single SQL condition on the events columns."""
-    import duckdb
+_SPARK_PARAMETER = re.compile(r"(?<!:):(?=[A-Za-z_])")
+"""A Spark named parameter marker (`:name`), told apart from a `::` cast."""
 
+
+def check_where(con: duckdb.DuckDBPyConnection | Engine, where: str) -> None:
+    """Raise UsageError unless `where` is a single SQL condition on the events columns, in
+    the engine's dialect (the engine parses and binds it against `events` alone)."""
+    engine = as_engine(con)
     code = _code_outside_literals(where)
     if ";" in code:
         raise UsageError("--where must be one condition, without ';'")
     if "--" in code or "/*" in code:
         raise UsageError("--where must not contain SQL comments")
-    if "$" in code or "?" in code:
+    if "$" in code or "?" in code or _SPARK_PARAMETER.search(code):
         raise UsageError("--where must not contain parameters ($name or ?)")
     depth = 0
     for char in code:
@@ -196,23 +203,17 @@ def check_where(con: duckdb.DuckDBPyConnection, where: str) -> None:
             )
         if _FILE_FUNCTIONS.match(word):
             raise UsageError(f"--where may not call {word}()")
-    probe = f"SELECT 1 FROM events WHERE ({where}) LIMIT 0"
-    try:
-        statements = con.extract_statements(probe)
-        if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
-            raise UsageError("--where must be a single condition")
-        con.execute(probe)
-    except duckdb.Error as exc:
-        raise UsageError(f"bad --where condition: {_first_line(exc)}") from None
+    engine.check_condition(where)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+_first_line = first_line
 
 
-def where_sql(filters: Filters) -> tuple[str, dict[str, Any]]:
-    """The filters as one SQL condition on events and its named parameters ($f_…)."""
+def where_sql(filters: Filters, engine: Engine | None = None) -> tuple[str, dict[str, Any]]:
+    """The filters as one SQL condition on events and its named parameters (f_…), in the
+    engine's dialect (DuckDB's by default). On a Parquet store a time bound also bounds the
+    `dt` partition column, so the days outside the window are never opened."""
+    dialect = engine.name if engine is not None else DUCKDB
     clauses: list[str] = []
     params: dict[str, Any] = {}
     for column, op, name, value in (
@@ -223,24 +224,32 @@ def where_sql(filters: Filters) -> tuple[str, dict[str, Any]]:
         ("service", "=", "f_service", filters.service),
     ):
         if value is not None:
-            clauses.append(f"{column} {op} ${name}")
+            clauses.append(f"{column} {op} {param(dialect, name)}")
             params[name] = value
+    if engine is not None and engine.partitioned:
+        # dt is the UTC day of ts; a bound's own day is kept whole (ts < until on the day of
+        # until can still hold rows).
+        if filters.since is not None:
+            clauses.append(f"dt >= {param(dialect, 'f_since_dt')}")
+            params["f_since_dt"] = filters.since.date()
+        if filters.until is not None:
+            clauses.append(f"dt <= {param(dialect, 'f_until_dt')}")
+            params["f_until_dt"] = filters.until.date()
     if filters.where:
         clauses.append(f"({filters.where})")
     return (" AND ".join(clauses) if clauses else "true"), params
 
 
 def run(
-    con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any], filters: Filters
-) -> duckdb.DuckDBPyConnection:
-    """Execute `sql`; an error raised while evaluating the user's --where (a failed cast, say)
-    becomes a UsageError instead of a traceback."""
-    import duckdb
-
+    con: duckdb.DuckDBPyConnection | Engine, sql: SqlText, params: dict[str, Any],
+    filters: Filters,
+) -> Any:
+    """Execute `sql` (one text, or texts by engine); an error raised while evaluating the
+    user's --where (a failed cast, say) becomes a UsageError instead of a traceback."""
+    engine = as_engine(con)
     try:
-        return con.execute(sql, params)
-    except (duckdb.ConversionException, duckdb.InvalidInputException,
-            duckdb.OutOfRangeException, duckdb.BinderException) as exc:
+        return engine.execute(sql, params)
+    except engine.user_errors() as exc:
         if filters.where:
             raise UsageError(f"--where failed on the data: {_first_line(exc)}") from None
         raise
@@ -274,20 +283,20 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def grouping(by: str, *, extra: dict[str, str] | None = None) -> Grouping:
+def grouping(by: str, *, extra: dict[str, str] | None = None, engine: str = DUCKDB) -> Grouping:
     """A `--by` text checked against the events columns, `attrs.<dotted.path>` and the names in
-    `extra` (name → SQL expression the caller owns, e.g. input_size_bucket)."""
+    `extra` (name → SQL expression the caller owns, e.g. input_size_bucket), as an expression
+    in `engine`'s dialect."""
     name = by.strip()
     if extra and name in extra:
         return Grouping(extra[name], name, per_hop=False)
     if name in EVENT_COLUMN_NAMES and name != "attrs":
-        return Grouping(quote_ident(name), name, per_hop=name in HOP_COLUMNS)
+        quoted = f"`{name}`" if engine == SPARK else quote_ident(name)  # Spark: "x" is text
+        return Grouping(quoted, name, per_hop=name in HOP_COLUMNS)
     match = _ATTRS_PATH.fullmatch(name)
     if match:
-        # Each key is quoted inside the JSON path; the regex allows no quote or backslash.
-        path = "$." + ".".join(f'"{key}"' for key in match.group(1).split("."))
         column = re.sub(r"\W+", "_", match.group(1).replace("-", "_")).strip("_").lower()
-        return Grouping(f"json_extract_string(attrs, '{path}')", column or "attr",
+        return Grouping(json_text_sql(match.group(1).split("."), engine), column or "attr",
                         per_hop=False)
     choices = sorted(c for c in EVENT_COLUMN_NAMES if c != "attrs")
     if extra:
@@ -298,6 +307,15 @@ def grouping(by: str, *, extra: dict[str, str] | None = None) -> Grouping:
     )
 
 
+
+
+def json_text_sql(keys: list[str], engine: str = DUCKDB, column: str = "attrs") -> str:
+    """The JSON text at keys[0].keys[1]… of `column`, as text (NULL when absent). Keys must
+    match _ATTRS_PATH (no quote or backslash): each is quoted inside the path."""
+    if engine == SPARK:
+        # Spark's path syntax reads a key after '.' up to the next '.' or '['.
+        return f"get_json_object({column}, '$." + ".".join(keys) + "')"
+    return f"json_extract_string({column}, '$." + ".".join(f'"{key}"' for key in keys) + "')"
 
 
 # ------------------------------------------------------------------------ kinds of events
@@ -330,29 +348,34 @@ class EventKinds:
     """Whether some load event carries a latency_ms (only then must request lines exclude
     loads explicitly: finishing names never include load names)."""
 
-    def start_sql(self, column: str = "event") -> tuple[str, dict[str, Any]]:
-        return self._member(column, "k_start", self.start, _START_NAME)
+    def start_sql(self, column: str = "event", engine: str = DUCKDB) -> tuple[str, dict[str, Any]]:
+        return self._member(column, "k_start", self.start, _START_NAME, engine)
 
-    def finish_sql(self, column: str = "event") -> tuple[str, dict[str, Any]]:
-        return self._member(column, "k_finish", self.finish, _FINISH_NAME)
+    def finish_sql(self, column: str = "event", engine: str = DUCKDB) -> tuple[str, dict[str, Any]]:
+        return self._member(column, "k_finish", self.finish, _FINISH_NAME, engine)
 
-    def load_sql(self, column: str = "event") -> tuple[str, dict[str, Any]]:
-        return self._member(column, "k_load", self.load, _LOAD_NAME)
+    def load_sql(self, column: str = "event", engine: str = DUCKDB) -> tuple[str, dict[str, Any]]:
+        return self._member(column, "k_load", self.load, _LOAD_NAME, engine)
 
-
-    def _member(self, column: str, name: str, names: list[str], pattern: re.Pattern[str]
-                ) -> tuple[str, dict[str, Any]]:
+    def _member(self, column: str, name: str, names: list[str], pattern: re.Pattern[str],
+                engine: str = DUCKDB) -> tuple[str, dict[str, Any]]:
+        marker = param(engine, name)
         if self.free_text:
-            return (f"regexp_matches(coalesce({column}, ''), ${name})",
+            # The patterns use only syntax that Python, RE2 (DuckDB) and Java (Spark) agree on.
+            if engine == SPARK:
+                return f"coalesce({column}, '') RLIKE {marker}", {name: "(?i)" + pattern.pattern}
+            return (f"regexp_matches(coalesce({column}, ''), {marker})",
                     {name: "(?i)" + pattern.pattern})
         if not names:
             return "false", {}
-        return f"list_contains(${name}, {column})", {name: names}
+        if engine == SPARK:
+            return f"array_contains({marker}, {column})", {name: names}
+        return f"list_contains({marker}, {column})", {name: names}
 
-    def request_line_sql(self) -> tuple[str, dict[str, Any]]:
+    def request_line_sql(self, engine: str = DUCKDB) -> tuple[str, dict[str, Any]]:
         """A request line: carries a latency or is a finishing event, and is not a load."""
-        finish, params = self.finish_sql()
-        load, load_params = self.load_sql()
+        finish, params = self.finish_sql(engine=engine)
+        load, load_params = self.load_sql(engine=engine)
         if load == "false" or not self.loads_have_latency:
             return f"(latency_ms IS NOT NULL OR {finish})", params
         params.update(load_params)
@@ -364,6 +387,17 @@ LOAD_LATENCY_SQL = """
 SELECT count(*) > 0
 FROM (SELECT 1 FROM events WHERE list_contains($k_load, event) AND latency_ms IS NOT NULL LIMIT 1)
 """
+EVENT_NAMES_SQL_BY_ENGINE = {
+    DUCKDB: EVENT_NAMES_SQL,
+    SPARK: "SELECT DISTINCT event FROM events WHERE event IS NOT NULL LIMIT :n",
+}
+LOAD_LATENCY_SQL_BY_ENGINE = {
+    DUCKDB: LOAD_LATENCY_SQL,
+    SPARK: """
+SELECT count(*) > 0
+FROM (SELECT 1 FROM events WHERE array_contains(:k_load, event) AND latency_ms IS NOT NULL LIMIT 1)
+""",
+}
 
 
 def classify_event_name(name: str) -> str | None:
@@ -377,9 +411,10 @@ def classify_event_name(name: str) -> str | None:
     return None
 
 
-def event_kinds(con: duckdb.DuckDBPyConnection) -> EventKinds:
+def event_kinds(con: duckdb.DuckDBPyConnection | Engine) -> EventKinds:
+    engine = as_engine(con)
     names = [row[0] for row in
-             con.execute(EVENT_NAMES_SQL, {"n": _MAX_EVENT_NAMES + 1}).fetchall()]
+             engine.execute(EVENT_NAMES_SQL_BY_ENGINE, {"n": _MAX_EVENT_NAMES + 1}).fetchall()]
     if len(names) > _MAX_EVENT_NAMES:
         return EventKinds([], [], [], free_text=True)
     kinds: dict[str, list[str]] = {"start": [], "finish": [], "load": []}
@@ -388,7 +423,7 @@ def event_kinds(con: duckdb.DuckDBPyConnection) -> EventKinds:
         if kind:
             kinds[kind].append(name)
     loads_have_latency = bool(kinds["load"]) and bool(
-        con.execute(LOAD_LATENCY_SQL, {"k_load": kinds["load"]}).fetchone()[0]  # type: ignore[index]
+        engine.execute(LOAD_LATENCY_SQL_BY_ENGINE, {"k_load": kinds["load"]}).fetchone()[0]
     )
     return EventKinds(kinds["start"], kinds["finish"], kinds["load"],
                       loads_have_latency=loads_have_latency)
@@ -402,11 +437,12 @@ _NICE_STEPS_S = (1, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 108
                  43200, 86400, 604800)
 
 
-def data_span(con: duckdb.DuckDBPyConnection, filters: Filters
+def data_span(con: duckdb.DuckDBPyConnection | Engine, filters: Filters
               ) -> tuple[datetime | None, datetime | None]:
     """First and last event time inside the filters (None, None when nothing matches)."""
-    where, params = where_sql(filters)
-    row = run(con, SPAN_SQL.format(where=where), params, filters).fetchone()
+    engine = as_engine(con)
+    where, params = where_sql(filters, engine)
+    row = run(engine, SPAN_SQL.format(where=where), params, filters).fetchone()
     return (row[0], row[1]) if row else (None, None)
 
 
@@ -452,11 +488,25 @@ def ms_text(value: float | None) -> str:
     return format_duration(value / 1000.0)
 
 
-def bucket_sql(step_param: str, column: str = "ts") -> str:
+def bucket_sql(step_param: str, column: str = "ts", engine: str = DUCKDB) -> str:
     """SQL for the start of the time bucket holding `column`, for a step bound as
     `$step_param` in whole microseconds (see `micros`). Epoch arithmetic, because
     time_bucket() with an interval parameter is 2-3x slower on 10 M rows."""
+    if engine == SPARK:
+        return f"{from_micros_spark(f'{micros_spark(column)} div :{step_param} * :{step_param}')}"
     return f"make_timestamp(epoch_us({column}) // ${step_param} * ${step_param})"
+
+
+def micros_spark(column: str) -> str:
+    """Spark: microseconds since the epoch of a TIMESTAMP_NTZ holding UTC. The cast to
+    TIMESTAMP reads the wall time in the session zone, which the Spark engine pins to UTC."""
+    return f"unix_micros(CAST({column} AS TIMESTAMP))"
+
+
+def from_micros_spark(expression: str) -> str:
+    """Spark: epoch microseconds back to a TIMESTAMP_NTZ in UTC (a zoned TIMESTAMP would be
+    shifted to the Python process's local zone when collected)."""
+    return f"CAST(timestamp_micros({expression}) AS TIMESTAMP_NTZ)"
 
 
 def micros(step: timedelta) -> int:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from ..engines import DUCKDB, SPARK, Engine, as_engine, param, sql_for
 from ..errors import UsageError
 from ..result import Result
 from .filters import (
@@ -58,7 +59,7 @@ loads AS (
            coalesce(error_message, error_type, json_extract_string(attrs, '$.error'))
                AS error
     FROM events
-    WHERE rowid IN (SELECT hit FROM hits)
+    WHERE {load_rows}
 ),
 ordered AS (
     SELECT *,
@@ -125,6 +126,106 @@ GROUP BY GROUPING SETS ((a.load_no, after), (a.load_no, after, l.error_category)
 """Per load and side (before/after): totals (error_category NULL in the grouping), then per
 error category; `ranges` are disjoint ts ranges as bound parameters ($lo0 … $hi0 …)."""
 
+SPARK_LOADS_SQL = """
+WITH loads AS (
+    SELECT ts, event, service, model_id,
+           coalesce(model_version, get_json_object(attrs, '$.version'),
+                    get_json_object(attrs, '$.model_version')) AS version,
+           CASE WHEN event RLIKE '(?i)fail|error|abort|crash|oom' THEN 'failure'
+                WHEN event RLIKE '(?i)start|begin|loading|request|init' THEN 'start'
+                ELSE 'success' END AS kind,
+           coalesce(try_cast(get_json_object(attrs, '$.load_time_ms') AS DOUBLE),
+                    try_cast(get_json_object(attrs, '$.load_ms') AS DOUBLE),
+                    latency_ms) AS load_ms,
+           try_cast(get_json_object(attrs, '$.memory_mb') AS DOUBLE) AS memory_mb,
+           coalesce(error_message, error_type, get_json_object(attrs, '$.error')) AS error
+    FROM events
+    WHERE {where}
+      AND {is_load}
+),
+ordered AS (
+    SELECT *,
+           lead(kind) OVER w AS next_kind,
+           lead(ts) OVER w AS next_ts,
+           lead(load_ms) OVER w AS next_load_ms,
+           lead(memory_mb) OVER w AS next_memory_mb,
+           lead(error) OVER w AS next_error,
+           lag(kind) OVER w AS prev_kind
+    FROM loads
+    WINDOW w AS (PARTITION BY service, model_id, version ORDER BY ts)
+)
+SELECT ts AS started,
+       CASE WHEN next_kind IN ('success', 'failure') THEN next_ts END AS finished,
+       service, model_id, version,
+       CASE WHEN next_kind IN ('success', 'failure') THEN next_kind ELSE 'no outcome' END
+           AS outcome,
+       CASE WHEN next_kind IN ('success', 'failure')
+            THEN coalesce(next_load_ms, CAST(unix_millis(CAST(next_ts AS TIMESTAMP))
+                                             - unix_millis(CAST(ts AS TIMESTAMP)) AS DOUBLE))
+       END AS load_ms,
+       coalesce(next_memory_mb, memory_mb) AS memory_mb,
+       CASE WHEN next_kind = 'failure' THEN next_error END AS error
+FROM ordered
+WHERE kind = 'start'
+UNION ALL
+SELECT CAST(NULL AS TIMESTAMP_NTZ), ts, service, model_id, version, kind, load_ms, memory_mb,
+       CASE WHEN kind = 'failure' THEN error END
+FROM ordered
+WHERE kind <> 'start' AND prev_kind IS DISTINCT FROM 'start'
+ORDER BY coalesce(started, finished)
+"""
+"""Spark: the same, with get_json_object, RLIKE (Java regex, same patterns) and epoch
+milliseconds; no rowid, so the load lines are found and read in one pass."""
+
+SPARK_IMPACT_SQL = """
+WITH anchors AS (
+    -- Parallel arrays bound as parameters, zipped by position. A NULL service travels as
+    -- service_known = false: Spark binds no array literal holding a NULL.
+    SELECT element_at(:load_no, pos + 1) AS load_no,
+           element_at(:model_id, pos + 1) AS model_id,
+           CASE WHEN element_at(:service_known, pos + 1) THEN element_at(:service, pos + 1) END
+               AS service,
+           at
+    FROM (SELECT posexplode(:at) AS (pos, at))
+),
+lines AS (
+    SELECT ts, model_id, service, latency_ms, error_category, error_type
+    FROM events
+    WHERE ({ranges})
+      AND {request_line}
+      AND array_contains(:models, model_id)
+),
+sides AS (
+    -- A range join: Spark has no as-of join; the equality on model_id keeps it a hash join.
+    SELECT a.load_no, l.ts >= a.at AS after, l.error_category, l.latency_ms, l.ts,
+           l.error_type
+    FROM anchors a
+    JOIN lines l
+      ON l.model_id = a.model_id
+     AND l.service <=> a.service
+     AND l.ts >= a.at - :window
+     AND l.ts < a.at + :window
+)
+SELECT load_no,
+       after,
+       GROUPING(error_category) = 1 AS is_total,
+       error_category,
+       count(*) AS requests,
+       count(error_category) AS errors,
+       percentile(latency_ms, 0.99) AS p99,
+       min(ts) FILTER (WHERE error_category IS NOT NULL) AS first_error,
+       mode(error_type, true) AS error_type
+FROM sides
+GROUP BY GROUPING SETS ((load_no, after), (load_no, after, error_category))
+"""
+"""Spark's mode(…, true) breaks ties by the smallest value; DuckDB's mode takes the first
+value it met, so a tie between two error types may name a different one."""
+
+SQL = {
+    "loads": {DUCKDB: LOADS_SQL, SPARK: SPARK_LOADS_SQL},
+    "impact": {DUCKDB: IMPACT_SQL, SPARK: SPARK_IMPACT_SQL},
+}
+
 
 MIN_REQUESTS_FOR_P99 = 2000
 """A p99 over fewer requests per side moves by 2x from noise alone (a 10-min window of a
@@ -172,7 +273,7 @@ UNITS = {"load_ms": "ms", "memory_mb": "MB", "error_pct_before": "%", "error_pct
 
 
 def loads(
-    con: duckdb.DuckDBPyConnection,
+    con: duckdb.DuckDBPyConnection | Engine,
     filters: Filters,
     *,
     window: timedelta = timedelta(minutes=10),
@@ -180,13 +281,18 @@ def loads(
     """Every model load in the filters, with the traffic `window` before and after it."""
     if window <= timedelta(0):
         raise UsageError("--window must be longer than zero")
-    kinds = event_kinds(con)
-    is_load, load_params = kinds.load_sql()
-    where, params = where_sql(filters)
-    fetched = run(con, LOADS_SQL.format(where=where, is_load=is_load),
+    engine = as_engine(con)
+    kinds = event_kinds(engine)
+    is_load, load_params = kinds.load_sql(engine=engine.name)
+    where, params = where_sql(filters, engine)
+    # Over a table, the load lines are found by rowid first (see LOADS_SQL); a view over
+    # Parquet files has no rowid, so they are filtered and read in one pass.
+    load_rows = "rowid IN (SELECT hit FROM hits)" if engine.has_rowid else f"{where} AND {is_load}"
+    fetched = run(engine, sql_for(SQL["loads"], engine.name).format(
+        where=where, is_load=is_load, load_rows=load_rows),
                   {**params, **load_params}, filters).fetchall()
     found = [_Load(*row) for row in fetched]
-    sides = _impact(con, kinds.request_line_sql(), found, window)
+    sides = _impact(engine, kinds.request_line_sql(engine.name), found, window)
 
     rows: list[tuple[Any, ...]] = []
     for number, load in enumerate(found):
@@ -217,13 +323,20 @@ def loads(
                   units=UNITS)
 
 
-def _impact(con: duckdb.DuckDBPyConnection, request_line: tuple[str, dict[str, Any]],
+def _impact(engine: Engine, request_line: tuple[str, dict[str, Any]],
             found: list[_Load], window: timedelta) -> dict[tuple[int, bool], _Side]:
     anchored = [(i, load) for i, load in enumerate(found) if load.at is not None]
     if not anchored:
         return {}
     ranges = _merged_ranges([load.at for _, load in anchored], window)
-    range_sql = " OR ".join(f"(ts >= $lo{i} AND ts < $hi{i})" for i in range(len(ranges)))
+    dialect = engine.name
+    range_sql = " OR ".join(
+        f"(ts >= {param(dialect, f'lo{i}')} AND ts < {param(dialect, f'hi{i}')}"
+        # On a Parquet store each range also names its days, so other days stay unread.
+        + (f" AND dt >= {param(dialect, f'lo_dt{i}')} AND dt <= {param(dialect, f'hi_dt{i}')}"
+           if engine.partitioned else "")
+        + ")"
+        for i in range(len(ranges)))
     line_sql, line_params = request_line
     params: dict[str, Any] = {
         "load_no": [i for i, _ in anchored],
@@ -236,10 +349,18 @@ def _impact(con: duckdb.DuckDBPyConnection, request_line: tuple[str, dict[str, A
     }
     for i, (low, high) in enumerate(ranges):
         params[f"lo{i}"], params[f"hi{i}"] = low, high
-    sql = IMPACT_SQL.format(ranges=range_sql, request_line=line_sql)
+        if engine.partitioned:
+            params[f"lo_dt{i}"], params[f"hi_dt{i}"] = low.date(), high.date()
+    if dialect == SPARK:
+        params["service_known"] = [service is not None for service in params["service"]]
+        params["service"] = [service or "" for service in params["service"]]
+        params["model_id"] = [model or "" for model in params["model_id"]]
+    if not params["models"]:
+        return {}
+    sql = sql_for(SQL["impact"], dialect).format(ranges=range_sql, request_line=line_sql)
     sides: dict[tuple[int, bool], _Side] = {}
     for load_no, after, is_total, category, requests, errors, p99, first_error, error_type in \
-            con.execute(sql, params).fetchall():
+            engine.execute(sql, params).fetchall():
         side = sides.setdefault((load_no, after), _Side(categories={}))
         if is_total:
             side.requests, side.errors, side.p99 = requests, errors, p99

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..engines import DUCKDB, SPARK, Engine, as_engine, sql_for
 from ..result import Result
 from .filters import (
     INPUT_SIZE_BUCKET,
@@ -34,6 +35,12 @@ INPUT_SIZE_BUCKET_SQL = (
 )
 """Powers of ten: '100–999', '1000–9999'."""
 
+INPUT_SIZE_BUCKET_SQL_BY_ENGINE = {
+    DUCKDB: INPUT_SIZE_BUCKET_SQL,
+    SPARK: INPUT_SIZE_BUCKET_SQL.replace("AS VARCHAR", "AS STRING"),
+}
+"""Spark spells the text type STRING (VARCHAR needs a length there)."""
+
 DISTRIBUTION_SQL = """
 SELECT any_value({group}) AS grp,
        any_value({service}) AS service,
@@ -48,6 +55,21 @@ GROUP BY hash({group}, {service})
 ORDER BY {order} NULLS LAST, service NULLS LAST
 """
 """Grouped on one hash of the group and service values (text keys group 1.5-2x slower)."""
+
+SPARK_DISTRIBUTION_SQL = """
+SELECT grp, service,
+       count(*) AS requests,
+       percentile(latency_ms, array(0.5, 0.9, 0.95, 0.99, 0.999)) AS q,
+       max(latency_ms) AS max_ms,
+       count(*) FILTER (WHERE latency_ms > :threshold_ms) AS over
+FROM (SELECT {group} AS grp, {service} AS service, latency_ms, input_size
+      FROM events
+      WHERE {where}
+        AND latency_ms IS NOT NULL)
+GROUP BY grp, service
+ORDER BY {order} NULLS LAST, service NULLS LAST
+"""
+"""Spark groups on the projected values (its hash() lets NULLs collide)."""
 
 SLOWEST_SQL = """
 SELECT ts, request_id, service, model_id, model_version, input_size, latency_ms, status_code,
@@ -69,26 +91,42 @@ GROUP BY request_id
 """
 """What the request's other lines say (the model-server logs version and input size)."""
 
+SQL = {
+    "distribution": {DUCKDB: DISTRIBUTION_SQL, SPARK: SPARK_DISTRIBUTION_SQL},
+    "slowest": {DUCKDB: SLOWEST_SQL, SPARK: SLOWEST_SQL.replace("$candidates", ":candidates")},
+    "request_details": {DUCKDB: REQUEST_DETAILS_SQL, SPARK: """
+SELECT request_id, max(model_id), max(model_version), max(input_size), max(status_code),
+       min_by(error_type, ts) FILTER (WHERE error_type IS NOT NULL),
+       min_by(error_message, ts) FILTER (WHERE error_message IS NOT NULL)
+FROM events
+WHERE array_contains(:ids, request_id)
+GROUP BY request_id
+"""},
+}
+
 
 def slow(
-    con: duckdb.DuckDBPyConnection,
+    con: duckdb.DuckDBPyConnection | Engine,
     filters: Filters,
     *,
     by: str = "model_version",
     threshold_ms: float = 500.0,
 ) -> Result:
-    group = grouping(by, extra={INPUT_SIZE_BUCKET: INPUT_SIZE_BUCKET_SQL})
-    where, params = where_sql(filters)
+    engine = as_engine(con)
+    group = grouping(by, extra={INPUT_SIZE_BUCKET: sql_for(INPUT_SIZE_BUCKET_SQL_BY_ENGINE,
+                                                           engine.name)},
+                     engine=engine.name)
+    where, params = where_sql(filters, engine)
     # Splitting by service keeps hops apart; grouping by service itself needs no second key.
     service = "NULL" if group.column == "service" else "service"
     # Size buckets sort by size, not by their label ("10–99" before "100–999").
     order = "min(input_size)" if group.column == INPUT_SIZE_BUCKET else "grp"
-    sql = DISTRIBUTION_SQL.format(group=group.expression, service=service, where=where,
-                                  order=order)
+    sql = sql_for(SQL["distribution"], engine.name).format(
+        group=group.expression, service=service, where=where, order=order)
     rows: list[tuple[Any, ...]] = []
     total = total_over = 0
     for grp, svc, requests, q, max_ms, over in run(
-        con, sql, {**params, "threshold_ms": threshold_ms}, filters
+        engine, sql, {**params, "threshold_ms": threshold_ms}, filters
     ).fetchall():
         p50, p90, p95, p99, p999 = q
         rows.append((grp, svc, requests, p50, p90, p95, p99, p999, max_ms, over,
@@ -108,7 +146,7 @@ def slow(
     if total:
         notes.append(f"{total_over:,} of {total:,} lines ({percent(total_over, total):.2f} %) "
                      f"are over {ms_text(threshold_ms)}")
-    section = _slowest(con, filters, where, params)
+    section = _slowest(engine, filters, where, params)
     if section.rows:
         notes.append(f"next: mlinv trace {section.rows[0][1]}")
     return Result(
@@ -122,12 +160,11 @@ def slow(
     )
 
 
-def _slowest(con: duckdb.DuckDBPyConnection, filters: Filters, where: str,
-             params: dict[str, Any]) -> Result:
+def _slowest(engine: Engine, filters: Filters, where: str, params: dict[str, Any]) -> Result:
     """The slowest requests: each request's slowest line, the top `filters.limit` of them."""
     # A request has a few lines (gateway + model-server), so 4× the limit in candidates is
     # enough to fill the table with distinct requests after de-duplication.
-    candidates = run(con, SLOWEST_SQL.format(where=where),
+    candidates = run(engine, sql_for(SQL["slowest"], engine.name).format(where=where),
                      {**params, "candidates": filters.limit * 4}, filters).fetchall()
     chosen: list[tuple[Any, ...]] = []
     seen: set[str] = set()
@@ -143,7 +180,7 @@ def _slowest(con: duckdb.DuckDBPyConnection, filters: Filters, where: str,
     ids = [row[1] for row in chosen if row[1] is not None]
     details = {}
     if ids:
-        details = {r[0]: r[1:] for r in con.execute(REQUEST_DETAILS_SQL, {"ids": ids}).fetchall()}
+        details = {r[0]: r[1:] for r in engine.execute(SQL["request_details"], {"ids": ids}).fetchall()}
     rows = []
     for (ts, request_id, service, model_id, version, input_size, latency_ms, status_code,
          error_type, error_message, source, line) in chosen:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from ..engines import DUCKDB, SPARK, DuckDBEngine, Engine, as_engine, sql_for
 from ..errors import UsageError
 from ..result import Result
 from ..schema import ERROR_CATEGORIES
@@ -62,6 +63,27 @@ GROUP BY group_key
 any_value: grouping on three text columns measured 1.5-2x slower on 10 M events. (A hash
 collision between two of a handful of rows has a probability around 1e-18.)"""
 
+SPARK_LATENCY_SQL = """
+SELECT struct({key_names}) AS group_key,
+       {key_names},
+       count(*) AS requests,
+       percentile(latency_ms, array(0.5, 0.95, 0.99, 0.999)) AS q,
+       max(latency_ms) AS max_ms,
+       count(*) FILTER (WHERE latency_ms > :slow_ms) AS slow,
+       count(latency_ms) AS timed,
+       count(error_category) AS errors,
+       CAST(date_trunc('SECOND', min(ts)) AS TIMESTAMP_NTZ) AS first_seen,
+       CAST(date_trunc('SECOND', max(ts)) AS TIMESTAMP_NTZ) AS last_seen
+FROM (SELECT {keyed}, ts, latency_ms, error_category
+      FROM events
+      WHERE {where}
+        AND {request_line})
+GROUP BY {key_names}
+"""
+"""Spark groups on the keys themselves: its hash() skips NULLs, so (a, NULL) and (NULL, a)
+would collide. `percentile` is exact with the same linear interpolation as quantile_cont;
+date_trunc returns a zoned TIMESTAMP, cast back to TIMESTAMP_NTZ so that no zone shifts it."""
+
 MINUTES_SQL = """
 WITH per_minute AS MATERIALIZED (
     SELECT hash({keys}) AS group_key, {minute} AS minute, error_category, count(*) AS n
@@ -81,6 +103,30 @@ GROUP BY ALL
 """
 """Per row: the peak requests in one minute (error_category NULL) and the errors per
 category, from one scan grouped by minute and category."""
+
+SPARK_MINUTES_SQL = """
+WITH per_minute AS (
+    SELECT struct({key_names}) AS group_key, minute, error_category, count(*) AS n
+    FROM (SELECT {keyed}, {minute} AS minute, error_category
+          FROM events
+          WHERE {where}
+            AND {request_line})
+    GROUP BY {key_names}, minute, error_category
+)
+SELECT group_key, CAST(NULL AS STRING) AS error_category, max(n) AS n
+FROM (SELECT group_key, minute, sum(n) AS n FROM per_minute GROUP BY group_key, minute)
+GROUP BY group_key
+UNION ALL
+SELECT group_key, error_category, sum(n) AS n
+FROM per_minute
+WHERE error_category IS NOT NULL
+GROUP BY group_key, error_category
+"""
+
+SQL = {
+    "latency": {DUCKDB: LATENCY_SQL, SPARK: SPARK_LATENCY_SQL},
+    "minutes": {DUCKDB: MINUTES_SQL, SPARK: SPARK_MINUTES_SQL},
+}
 
 
 LOG_SPAN_SQL = "SELECT min(ts), max(ts) FROM events"
@@ -128,7 +174,7 @@ UNITS = {
 
 
 def summary(
-    con: duckdb.DuckDBPyConnection,
+    con: duckdb.DuckDBPyConnection | Engine,
     filters: Filters,
     *,
     by: list[str] | None = None,
@@ -136,27 +182,34 @@ def summary(
 ) -> Result:
     """Health of every model version (and service) in the window. `by` lists the key columns
     (default model_id, model_version, service; e.g. ["service"] for one row per service)."""
+    engine = as_engine(con)
     thresholds = thresholds or HealthThresholds()
-    groupings = [grouping(name) for name in (by or DEFAULT_KEYS)]
+    groupings = [grouping(name, engine=engine.name) for name in (by or DEFAULT_KEYS)]
     names = [g.column for g in groupings]
     if len(set(names)) != len(names):
         raise UsageError("--by names a column twice")
     keys = ", ".join(g.expression for g in groupings)
     key_values = ", ".join(f"any_value({g.expression}) AS {g.column}" for g in groupings)
-    where, params = where_sql(filters)
-    request_line, kind_params = event_kinds(con).request_line_sql()
+    where, params = where_sql(filters, engine)
+    request_line, kind_params = event_kinds(engine).request_line_sql(engine.name)
     params = {**params, **kind_params}
     sql_parts = {"keys": keys, "key_values": key_values, "where": where,
-                 "request_line": request_line, "minute": bucket_sql("minute_us")}
+                 "request_line": request_line,
+                 "minute": bucket_sql("minute_us", engine=engine.name),
+                 # Spark: the keys projected as k_0, k_1 … (a key may itself be ts or
+                 # error_category, which the subquery also carries), then grouped by name.
+                 "keyed": ", ".join(f"{g.expression} AS k_{i}" for i, g in enumerate(groupings)),
+                 "key_names": ", ".join(f"k_{i}" for i in range(len(groupings)))}
 
     n_keys = len(names)
-    fetched = run(con, LATENCY_SQL.format(**sql_parts),
+    fetched = run(engine, sql_for(SQL["latency"], engine.name).format(**sql_parts),
                   {**params, "slow_ms": thresholds.slow_ms}, filters).fetchall()
     key_of = {row[0]: tuple(row[1:1 + n_keys]) for row in fetched}
     latency_rows = [row[1:] for row in fetched]
     categories: dict[tuple[Any, ...], dict[str, int]] = {}
     peaks: dict[tuple[Any, ...], int] = {}
-    for group_key, category, n in run(con, MINUTES_SQL.format(**sql_parts),
+    minutes_sql = sql_for(SQL["minutes"], engine.name).format(**sql_parts)
+    for group_key, category, n in run(engine, minutes_sql,
                                       {**params, "minute_us": 60_000_000}, filters).fetchall():
         key = key_of[group_key]
         if category is None:
@@ -166,7 +219,7 @@ def summary(
 
     # "Appeared"/"gone" are judged against the window asked for, else the whole log (not the
     # rows shown: with --version v2 the only row would always span its own window).
-    log_start, log_end = con.execute(LOG_SPAN_SQL).fetchone() or (None, None)
+    log_start, log_end = engine.execute(LOG_SPAN_SQL).fetchone() or (None, None)
     window_start = filters.since or log_start
     window_end = filters.until or log_end
     rows: list[tuple[Any, ...]] = []
@@ -216,7 +269,19 @@ def summary(
         rows=rows,
         notes=notes,
         units=UNITS,
+        sections=_lagging_accuracy(engine, filters),
     )
+
+
+def _lagging_accuracy(engine: Engine, filters: Filters) -> list[Result]:
+    """Accuracy by version from delayed labels, when the logs carry any (a lagging signal:
+    labels arrive after the predictions they judge). Database only: the label join reads attrs."""
+    from ..diagnosis.labels import accuracy_by_version  # diagnosis builds on the investigations
+
+    if not isinstance(engine, DuckDBEngine) or engine.partitioned:
+        return []
+    accuracy = accuracy_by_version(engine.con, filters)
+    return [accuracy] if accuracy is not None else []
 
 
 def _verdict(requests: int, p99: float | None, categories: dict[str, int],

@@ -26,6 +26,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from ..engines import DUCKDB, SPARK, Engine, as_engine, sql_for
 from ..errors import UsageError
 from ..result import Result
 from .filters import (
@@ -34,7 +35,9 @@ from .filters import (
     data_span,
     default_every,
     event_kinds,
+    from_micros_spark,
     micros,
+    micros_spark,
     run,
     where_sql,
 )
@@ -143,6 +146,105 @@ just before --until still finds its finish."""
 
 LOG_END_SQL = "SELECT max(ts) FROM events"
 
+SPARK_FLOW_SQL = """
+WITH steps AS (
+    SELECT service, {step_bucket} AS step_start, count(*) AS starts, 0L AS finished,
+           0L AS failed, CAST(0 AS DOUBLE) AS busy_ms
+    FROM events
+    WHERE {where}
+      AND {is_start}
+    GROUP BY service, step_start
+    UNION ALL
+    SELECT service, {step_bucket} AS step_start, 0L, count(*), count(error_category),
+           sum(latency_ms)
+    FROM events
+    WHERE {where}
+      AND {request_line}
+    GROUP BY service, step_start
+),
+entry AS (
+    SELECT service FROM steps GROUP BY service HAVING sum(starts) > 0
+),
+chosen AS (
+    -- A join instead of `IN (subquery) OR NOT EXISTS (…)`, which Spark does not plan.
+    SELECT s.*
+    FROM steps s
+    CROSS JOIN (SELECT count(*) AS entries FROM entry) c
+    LEFT JOIN entry e ON s.service = e.service
+    WHERE e.service IS NOT NULL OR c.entries = 0
+),
+per_step AS (
+    SELECT step_start, sum(starts) AS starts, sum(finished) AS finished,
+           sum(failed) AS failed, sum(busy_ms) AS busy_ms
+    FROM chosen
+    GROUP BY step_start
+),
+flow AS (
+    SELECT *,
+           sum(starts - finished) OVER (ORDER BY step_start
+                                        ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+               AS open_after
+    FROM per_step
+)
+SELECT {interval_bucket} AS interval_start,
+       sum(starts) AS received,
+       sum(finished) - sum(failed) AS processed,
+       sum(failed) AS failed,
+       sum(finished) AS finished,
+       max(starts) AS peak_step_starts,
+       max(finished) AS peak_step_finished,
+       greatest(max(open_after), 0) AS in_flight_peak,
+       sum(busy_ms) AS busy_ms,
+       (SELECT array_sort(collect_list(service)) FROM entry) AS entry_services
+FROM flow
+GROUP BY 1
+ORDER BY 1
+"""
+
+SPARK_DROPPED_SQL = """
+WITH starts AS (
+    SELECT request_id, ts
+    FROM events
+    WHERE {where}
+      AND {is_start}
+      AND array_contains(:entry, service)
+      AND request_id IS NOT NULL
+),
+finishes AS (
+    SELECT request_id
+    FROM events
+    WHERE {finish_where}
+      AND {request_line}
+      AND array_contains(:entry, service)
+      AND request_id IS NOT NULL
+),
+never_finished AS (
+    SELECT s.ts FROM starts s LEFT ANTI JOIN finishes f ON s.request_id = f.request_id
+),
+finished_late AS (
+    SELECT {started_at} AS ts
+    FROM events
+    WHERE {where}
+      AND {request_line}
+      AND array_contains(:entry, service)
+      AND latency_ms > :timeout_ms
+)
+SELECT {interval_bucket} AS interval_start,
+       count(*) FILTER (WHERE late OR ts + :timeout <= :log_end) AS dropped,
+       count(*) FILTER (WHERE NOT late AND ts + :timeout > :log_end) AS open_at_end
+FROM (SELECT ts, false AS late FROM never_finished
+      UNION ALL
+      SELECT ts, true AS late FROM finished_late)
+GROUP BY 1
+"""
+"""Spark: epoch arithmetic for the start of a late request (DuckDB rounds a double cast to
+BIGINT; Spark truncates unless told to round)."""
+
+SQL = {
+    "flow": {DUCKDB: FLOW_SQL, SPARK: SPARK_FLOW_SQL},
+    "dropped": {DUCKDB: DROPPED_SQL, SPARK: SPARK_DROPPED_SQL},
+}
+
 
 def step_for(every: timedelta) -> timedelta:
     """The sampling step: 1 s, or every/300 for long intervals, dividing `every` exactly."""
@@ -154,7 +256,7 @@ def step_for(every: timedelta) -> timedelta:
 
 
 def throughput(
-    con: duckdb.DuckDBPyConnection,
+    con: duckdb.DuckDBPyConnection | Engine,
     filters: Filters,
     *,
     every: timedelta | None = None,
@@ -165,21 +267,23 @@ def throughput(
         raise UsageError("--timeout must be longer than zero")
     if capacity_per_s is not None and capacity_per_s <= 0:
         raise UsageError("--capacity must be more than zero")
-    first_ts, last_ts = data_span(con, filters)
+    engine = as_engine(con)
+    dialect = engine.name
+    first_ts, last_ts = data_span(engine, filters)
     if every is None:
         every = default_every(first_ts, last_ts)
     if every <= timedelta(0):
         raise UsageError("--every must be longer than zero")
     step = step_for(every)
-    kinds = event_kinds(con)
-    is_start, start_params = kinds.start_sql()
-    request_line, line_params = kinds.request_line_sql()
-    where, where_params = where_sql(filters)
+    kinds = event_kinds(engine)
+    is_start, start_params = kinds.start_sql(engine=dialect)
+    request_line, line_params = kinds.request_line_sql(dialect)
+    where, where_params = where_sql(filters, engine)
     params = {**where_params, **start_params, **line_params, "every_us": micros(every)}
-    interval_bucket = bucket_sql("every_us", "step_start")
-    flow = run(con, FLOW_SQL.format(
+    interval_bucket = bucket_sql("every_us", "step_start", engine=dialect)
+    flow = run(engine, sql_for(SQL["flow"], dialect).format(
         is_start=is_start, request_line=request_line, where=where,
-        step_bucket=bucket_sql("step_us"), interval_bucket=interval_bucket,
+        step_bucket=bucket_sql("step_us", engine=dialect), interval_bucket=interval_bucket,
     ), {**params, "step_us": micros(step)}, filters).fetchall()
     if not flow:
         return Result(title="Throughput", columns=COLUMNS, rows=[])
@@ -187,14 +291,17 @@ def throughput(
 
     dropped: dict[datetime, tuple[int, int]] = {}
     if entry:
-        log_end = con.execute(LOG_END_SQL).fetchone()[0]  # type: ignore[index]
+        log_end = engine.execute(LOG_END_SQL).fetchone()[0]
         later = replace(filters, until=filters.until + timeout) if filters.until else filters
-        finish_where, finish_params = where_sql(later)
+        finish_where, finish_params = where_sql(later, engine)
         # The finishes' filter has its own parameter names so both can be bound at once.
-        finish_where, finish_params = _renamed(finish_where, finish_params, "g_")
-        rows = run(con, DROPPED_SQL.format(
+        finish_where, finish_params = _renamed(finish_where, finish_params, "g_",
+                                               ":" if dialect == SPARK else "$")
+        started_at = from_micros_spark(
+            f"{micros_spark('ts')} - CAST(round(latency_ms * 1000) AS BIGINT)")
+        rows = run(engine, sql_for(SQL["dropped"], dialect).format(
             where=where, finish_where=finish_where, is_start=is_start, request_line=request_line,
-            interval_bucket=bucket_sql("every_us"),
+            interval_bucket=bucket_sql("every_us", engine=dialect), started_at=started_at,
         ), {**params, **finish_params, "entry": entry, "timeout": timeout,
             "timeout_ms": timeout.total_seconds() * 1000.0, "log_end": log_end},
             filters).fetchall()
@@ -251,9 +358,10 @@ COLUMNS = ["interval_start", "received", "processed", "failed", "dropped", "rece
 UNITS = {"received_per_s": "/s", "peak_per_s": "/s"}
 
 
-def _renamed(sql: str, params: dict[str, Any], prefix: str) -> tuple[str, dict[str, Any]]:
+def _renamed(sql: str, params: dict[str, Any], prefix: str, marker: str = "$"
+             ) -> tuple[str, dict[str, Any]]:
     for name in sorted(params, key=len, reverse=True):
-        sql = sql.replace(f"${name}", f"${prefix}{name}")
+        sql = sql.replace(f"{marker}{name}", f"{marker}{prefix}{name}")
     return sql, {f"{prefix}{name}": value for name, value in params.items()}
 
 

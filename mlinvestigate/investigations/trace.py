@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from ..engines import DUCKDB, SPARK, Engine, as_engine, sql_for
 from ..errors import UsageError
 from ..result import Result
 from .filters import classify_event_name, clock_text, ms_text
@@ -45,6 +46,20 @@ LIMIT $max_events
 """{id_column} is request_id, or trace_id when no request_id matches. One column per query:
 an OR of the two stops DuckDB from filtering inside the scan, and then every row's attrs is
 read (4× slower)."""
+
+SPARK_TRACE_SQL = """
+SELECT ts, event, level, service, request_id, trace_id, span_id,
+       coalesce(get_json_object(attrs, '$.parent_span_id'),
+                get_json_object(attrs, '$.parentSpanId'),
+                get_json_object(attrs, '$.parent_id')) AS parent_span_id,
+       model_id, model_version, status, latency_ms, input_size, status_code,
+       error_type, error_category, error_message, source, line, record
+FROM events
+WHERE startswith({id_column}, :prefix)
+LIMIT :max_events
+"""
+
+SQL = {DUCKDB: TRACE_SQL, SPARK: SPARK_TRACE_SQL}
 
 @dataclass
 class _Event:
@@ -119,23 +134,25 @@ class _Span:
         return f"{self.service or '?'} {operation}"
 
 
-def trace(con: duckdb.DuckDBPyConnection, request_id: str) -> Result:
+def trace(con: duckdb.DuckDBPyConnection | Engine, request_id: str) -> Result:
     """All events of the request (or trace) whose id is or starts with `request_id`."""
+    engine = as_engine(con)
     text = request_id.strip()
     if not text:
         raise UsageError("empty request id")
-    fetched = con.execute(TRACE_SQL.format(id_column="request_id"),
-                          {"prefix": text, "max_events": MAX_EVENTS}).fetchall()
+    sql = sql_for(SQL, engine.name)
+    fetched = engine.execute(sql.format(id_column="request_id"),
+                             {"prefix": text, "max_events": MAX_EVENTS}).fetchall()
     if not fetched:
-        fetched = con.execute(TRACE_SQL.format(id_column="trace_id"),
-                              {"prefix": text.lower(), "max_events": MAX_EVENTS}).fetchall()
+        fetched = engine.execute(sql.format(id_column="trace_id"),
+                                 {"prefix": text.lower(), "max_events": MAX_EVENTS}).fetchall()
     events = [_Event(*row) for row in fetched]
     chosen, label = _choose(events, text)
     if label.startswith("trace ") and len(request_ids := {e.request_id for e in chosen
                                                            if e.request_id}) == 1:
         # Found by trace id: some lines of its request may log only the request id.
-        more = con.execute(TRACE_SQL.format(id_column="request_id"),
-                           {"prefix": request_ids.pop(), "max_events": MAX_EVENTS}).fetchall()
+        more = engine.execute(sql.format(id_column="request_id"),
+                              {"prefix": request_ids.pop(), "max_events": MAX_EVENTS}).fetchall()
         seen = {(e.source, e.line, e.record) for e in chosen}
         chosen += [e for e in map(lambda row: _Event(*row), more)
                    if (e.source, e.line, e.record) not in seen]
