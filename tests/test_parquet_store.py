@@ -200,3 +200,16 @@ def test_cli_store_and_spark_without_pyspark(sample_and_store: tuple[Path, Path]
                           check=False)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "pip install 'mlinvestigate[spark]'" in done.stderr
+
+
+def test_ingest_parquet_without_a_database_points_at_the_stored_rejects(tmp_path: Path) -> None:
+    log = tmp_path / "mixed.jsonl"
+    log.write_text('{"event": "request_success", "timestamp": 1768262400, "latency_ms": 5}\n'
+                   "WARNING: not json\n")
+    root = tmp_path / "store"
+    mlinv = [sys.executable, "-c", "from mlinvestigate.cli import main; main()"]
+    done = subprocess.run([*mlinv, "ingest", str(log), "--parquet", str(root)],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "1 rejects" in done.stderr and str(root / "_rejects") in done.stderr
+    assert "mlinv rejects" not in done.stderr  # there is no database to ask

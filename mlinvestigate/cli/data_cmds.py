@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -62,7 +63,10 @@ def ingest(
     if not quiet:
         from ..ingest.report import describe
 
-        for line in describe(report):
+        # Without --db the only copy of the rejects is the store's _rejects/ directory.
+        hint = (f"they are in {os.path.join(parquet, '_rejects')}" if parquet and not db
+                else "see them with: mlinv rejects")
+        for line in describe(report, rejects_hint=hint):
             print(line, file=sys.stderr)
         if export_report is not None:
             print(export_report.describe(), file=sys.stderr)

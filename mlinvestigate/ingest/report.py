@@ -23,7 +23,7 @@ _STATUS_TEXT = {
 }
 
 
-def describe(report: IngestReport) -> list[str]:
+def describe(report: IngestReport, rejects_hint: str = "see them with: mlinv rejects") -> list[str]:
     rate = report.lines / report.seconds if report.seconds > 0 else 0.0
     files = len(report.sources)
     lines = [
@@ -37,5 +37,5 @@ def describe(report: IngestReport) -> list[str]:
     for name, count in sorted(report.flags.items()):
         lines.append(f"  flagged: {count:,} {_FLAG_TEXT.get(name, name)}")
     if report.rejects:
-        lines.append("  see them with: mlinv rejects")
+        lines.append(f"  {rejects_hint}")
     return lines
