@@ -100,3 +100,18 @@ def test_help_has_an_example(command: list[str]) -> None:
     result = CliRunner().invoke(app, [*command, "--help"])
     assert result.exit_code == 0, result.output
     assert f"Example:  mlinv {command[0]}" in result.output
+
+
+@pytest.mark.parametrize("extra", [["--every", "10m"], ["--baseline", "jan"]])
+def test_spark_says_which_drift_options_it_lacks(extra: list[str], tmp_path: Path) -> None:
+    """Checked before pyspark is imported or a JVM starts: one line, exit 2."""
+    result = cli("drift", "--engine", "spark", "--store", str(tmp_path), *extra)
+    assert result.code == 2
+    assert f"drift {extra[0]} does not run on Spark yet" in result.err
+    assert "Traceback" not in result.err and len(result.err.strip().splitlines()) == 1
+
+
+def test_drift_reads_a_store_on_spark_only(tmp_path: Path) -> None:
+    result = cli("drift", "--store", str(tmp_path))
+    assert result.code == 2
+    assert "drift reads a Parquet store with --engine spark only" in result.err

@@ -5,26 +5,32 @@ Heavy imports happen inside the commands so `mlinv --help` stays fast.
 
 from __future__ import annotations
 
-from typing import Annotated
+from contextlib import AbstractContextManager
+from typing import Annotated, Any
 
 import typer
 
 from ..errors import UsageError
 from . import app
 from .common import (
+    CommonOptions,
     DbOption,
+    EngineOption,
     FormatOption,
     LimitOption,
     LogsOption,
     ModelOption,
     ServiceOption,
     SinceOption,
+    SparkRemoteOption,
+    StoreOption,
     UntilOption,
     VersionOption,
     WallClockOption,
     WhereOption,
     emit,
     open_database,
+    open_engine,
 )
 
 METHODS = ("psi", "ks", "js", "wasserstein", "tv", "chi2")
@@ -134,6 +140,9 @@ def drift(
     service: ServiceOption = None,
     where: WhereOption = None,
     wall_clock: WallClockOption = False,
+    store: StoreOption = None,
+    engine: EngineOption = "duckdb",
+    spark_remote: SparkRemoteOption = None,
     format: FormatOption = "table",
 ) -> None:
     """Did the inputs or outputs change? Compare a reference window (or baseline, or model
@@ -153,7 +162,8 @@ def drift(
     step = parse_every(every) if every is not None else None
     if baseline is not None and (reference is not None or reference_version is not None):
         raise UsageError("--baseline is the reference; leave out --reference/--reference-version")
-    with open_database(db, logs) as con:
+    _check_spark_options(engine, spark_remote, baseline=baseline, every=every)
+    with _open(db, logs, store, engine, spark_remote) as con:
         saved = None
         if baseline is not None:
             from ..drift.baseline import load_baseline
@@ -200,6 +210,29 @@ def drift(
             result = timeline(con, filters, ref_window, span, start, end, step, options, feature,
                               baseline=saved, baseline_name=baseline, reference_defaulted=defaulted)
     emit(result, format, empty_message="no matching events")
+
+
+def _check_spark_options(engine: str, spark_remote: str | None, **given: str | None) -> None:
+    """Spark computes the two-window comparison only: say so before a JVM starts."""
+    if engine != "spark" and not spark_remote:
+        return
+    flags = [f"--{name}" for name, value in given.items() if value is not None]
+    if flags:
+        raise UsageError(f"drift {' and '.join(flags)} does not run on Spark yet",
+                         hint="run it on DuckDB, over the database: --db FILE")
+
+
+def _open(db: str | None, logs: list[str] | None, store: str | None, engine: str,
+          spark_remote: str | None) -> AbstractContextManager[Any]:
+    """The database as before, or the store through Spark."""
+    if engine == "duckdb" and not spark_remote:
+        if store is not None:
+            # DuckDB's drift reads row ids (its samples), which a view over Parquet lacks.
+            raise UsageError("drift reads a Parquet store with --engine spark only",
+                             hint="on DuckDB use the database: --db FILE")
+        return open_database(db, logs)
+    return open_engine(CommonOptions(db=db, logs=logs, store=store, engine=engine,
+                                     spark_remote=spark_remote))
 
 
 baseline_app = typer.Typer(

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from ..engines import DUCKDB, SPARK
 from ..errors import EmptyResult, UsageError
 from ..investigations.filters import Filters
 from ..result import Result
@@ -101,8 +102,17 @@ def run_scan(
     """Discover features and compute every summary for the groups of `parts`.
 
     Without a baseline, group 0 is the reference. With one, the reference comes from it and
-    `parts` hold only current groups."""
-    discovery = discover(con, filters, parts)
+    `parts` hold only current groups.
+
+    On Spark (`con` a SparkEngine) the same summaries come from Spark SQL (:mod:`.spark_scan`)
+    and everything after them is this code: the statistics cannot differ by engine."""
+    spark = getattr(con, "name", None) == SPARK
+    if spark:
+        from . import spark_scan
+
+        discovery = spark_scan.discover(con, filters, parts)  # type: ignore[arg-type]
+    else:
+        discovery = discover(con, filters, parts)
     for part in parts:
         side = 0 if part.key_sql.strip() == "0" else 1
         if not discovery.rows.get(side):
@@ -114,11 +124,13 @@ def run_scan(
         # show in the schema changes (their sampled types are compared with the baseline's).
         candidates = list(baseline.features.values())
     features = _select(con, filters, parts, candidates, wanted)
-    scan = Scan(con, filters, features, parts)
+    scan = spark_scan.SparkScan(con, filters, features, parts) if spark else (  # type: ignore[arg-type]
+        Scan(con, filters, features, parts))
     attr_events = sorted({scope.split("|")[1] for f in features if f.source == "attrs"
                           for scope in f.scopes})
     sampled: dict[int, float] = {}
-    if any(f.source == "attrs" for f in features):
+    # Spark reads record fields in full: its row order is no row id, and reading is its job.
+    if any(f.source == "attrs" for f in features) and not spark:
         blocks = {}
         intervals = interval_count or 1
         for k, part in enumerate(parts):
@@ -132,6 +144,8 @@ def run_scan(
                 if blocks[k]:
                     sampled[side] = sum(hi - lo + 1 for lo, hi in blocks[k]) / rows
         scan.prepare_attrs(attr_events, blocks)
+    elif spark:
+        scan.prepare_attrs(attr_events, {})
 
     # Reference profiles and bins first: they depend only on the reference's values.
     if baseline is None:
@@ -242,7 +256,12 @@ def _select(
     for name in names:
         if any(f.name == name for f in candidates):
             continue
-        probed = probe_field(con, filters, parts, name)
+        if getattr(con, "name", None) == SPARK:
+            from .spark_scan import probe_field as spark_probe
+
+            probed = spark_probe(con, filters, parts, name)  # type: ignore[arg-type]
+        else:
+            probed = probe_field(con, filters, parts, name)
         if probed is None:
             available = ", ".join(sorted({f.name for f in candidates})) or "none"
             raise UsageError(f"no numeric or categorical field {name!r} in the selected events",
@@ -300,9 +319,9 @@ COLUMNS = [
 ]
 
 
-def window_parts(choice: WindowChoice) -> list[Part]:
-    ref_sql, ref_params = choice.reference.condition("w0")
-    cur_sql, cur_params = choice.current.condition("w1")
+def window_parts(choice: WindowChoice, engine: str = DUCKDB) -> list[Part]:
+    ref_sql, ref_params = choice.reference.condition("w0", engine)
+    cur_sql, cur_params = choice.current.condition("w1", engine)
     return [Part("0", ref_sql, ref_params), Part("1", cur_sql, cur_params)]
 
 
@@ -317,7 +336,7 @@ def drift(
     baseline_name: str | None = None,
 ) -> Result:
     """The drift table: one row per feature, most severe first."""
-    parts = window_parts(choice)
+    parts = window_parts(choice, getattr(con, "name", DUCKDB))
     if baseline is not None:
         parts = parts[1:]
     outcome = run_scan(con, filters, parts, options, wanted, baseline)

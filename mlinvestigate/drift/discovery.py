@@ -202,6 +202,17 @@ def discover(
     if not with_attrs or not any(rows.values()):
         return Discovery(features, {}, rows=rows)
     fields, skipped, sizes = sample_fields(con, filters, parts, rows)
+    return candidates(features, fields, skipped, sizes, rows)
+
+
+def candidates(
+    features: list[Feature],
+    fields: dict[str, SampledField],
+    skipped: dict[str, str],
+    sizes: dict[int, int],
+    rows: dict[int, dict[str, int]],
+) -> Discovery:
+    """The Discovery of sampled record fields: each one compared, or listed as skipped."""
     for name in sorted(fields):
         entry = fields[name]
         family = entry.family_in(0) or entry.family_in(1)

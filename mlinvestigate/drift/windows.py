@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from ..engines import DUCKDB, SPARK, Engine, as_engine, param
 from ..errors import EmptyResult, UsageError
 from ..investigations.filters import Filters, newest_event_time, where_sql
 from ..timeparse import parse_window
@@ -28,18 +29,28 @@ class Window:
     end: datetime | None = None
     version: str | None = None
 
-    def condition(self, prefix: str) -> tuple[str, dict[str, Any]]:
-        """SQL condition on the events columns ts/model_version, and its parameters."""
+    def condition(self, prefix: str, engine: str = DUCKDB) -> tuple[str, dict[str, Any]]:
+        """SQL condition on the events columns ts/model_version, and its parameters, in
+        `engine`'s dialect."""
         clauses: list[str] = []
         params: dict[str, Any] = {}
         if self.start is not None:
-            clauses.append(f"ts >= ${prefix}_start")
+            clauses.append(f"ts >= {param(engine, prefix + '_start')}")
             params[f"{prefix}_start"] = self.start
         if self.end is not None:
-            clauses.append(f"ts < ${prefix}_end")
+            clauses.append(f"ts < {param(engine, prefix + '_end')}")
             params[f"{prefix}_end"] = self.end
+        if engine == SPARK:
+            # The store's dt partitions outside the window are then never opened; the day of
+            # the end is kept whole (ts < end on that day can still hold rows).
+            if self.start is not None:
+                clauses.append(f"dt >= {param(engine, prefix + '_start_dt')}")
+                params[f"{prefix}_start_dt"] = self.start.date()
+            if self.end is not None:
+                clauses.append(f"dt <= {param(engine, prefix + '_end_dt')}")
+                params[f"{prefix}_end_dt"] = self.end.date()
         if self.version is not None:
-            clauses.append(f"model_version = ${prefix}_version")
+            clauses.append(f"model_version = {param(engine, prefix + '_version')}")
             params[f"{prefix}_version"] = self.version
         return (" AND ".join(clauses) if clauses else "true"), params
 
@@ -58,10 +69,11 @@ def _clock(moment: datetime) -> str:
     return moment.isoformat(sep=" ", timespec="seconds")
 
 
-def time_range(con: duckdb.DuckDBPyConnection, filters: Filters) -> tuple[datetime, datetime]:
+def time_range(con: duckdb.DuckDBPyConnection | Engine, filters: Filters) -> tuple[datetime, datetime]:
     """First and last event time under the filters; EmptyResult when nothing matches."""
-    where, params = where_sql(filters)
-    row = con.execute(f"SELECT min(ts), max(ts) FROM events WHERE {where}", params).fetchone()
+    engine = as_engine(con)
+    where, params = where_sql(filters, engine)
+    row = engine.execute(f"SELECT min(ts), max(ts) FROM events WHERE {where}", params).fetchone()
     if row is None or row[0] is None:
         raise EmptyResult(f"no events match ({filters.describe()})")
     return row[0], row[1]
@@ -73,7 +85,7 @@ def _round_second(moment: datetime) -> datetime:
 
 
 def parse_user_window(
-    con: duckdb.DuckDBPyConnection, text: str, label: str, *, wall_clock: bool = False
+    con: duckdb.DuckDBPyConnection | Engine, text: str, label: str, *, wall_clock: bool = False
 ) -> Window:
     """``--reference``/``--current`` text "START..END" as a Window (relative forms allowed)."""
     start, end = parse_window(text, newest_event_time(con), wall_clock=wall_clock)
@@ -91,7 +103,7 @@ class WindowChoice:
 
 
 def choose_windows(
-    con: duckdb.DuckDBPyConnection,
+    con: duckdb.DuckDBPyConnection | Engine,
     filters: Filters,
     *,
     reference: str | None = None,
