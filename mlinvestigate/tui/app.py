@@ -85,13 +85,14 @@ class GroupState:
         return now - self.started >= 0.95 * slower * wait
 
 
-GROUP_SCHEDULE = {"signals": (1.0, 0.5), "tables": (1.0, 0.5), "loads": (5.0, 0.1), "alerts": (30.0, 0.05),
+GROUP_SCHEDULE = {"signals": (0.8, 0.65), "tables": (0.8, 0.65), "loads": (5.0, 0.1), "alerts": (30.0, 0.05),
                   "drift": (60.0, 0.05)}
 """(seconds between refreshes, share of time running at most) per group: the signals and tables
 at least once a second when their queries are fast; load markers, alert rules (one replay of the
 shipped rules over the window) and drift (a heavier scan that reads the records' JSON) much less
-often. At 20k lines/s on 2 cores, alerts every 10 s and drift every 20 s took ~30 % of a core
-from ingestion (p95 lag 2.4 s; 2.0 s with these)."""
+often. Measured at 20k lines/s on 2 cores (BENCHMARKS.md §3): alerts every 10 s and drift every
+20 s took ~30 % of a core from ingestion (p95 lag 2.4 s); with these, and the signals allowed
+65 % of the time every 0.8 s, the screen refreshes once a second with a p95 lag of 1.4 s."""
 
 BACKGROUND = frozenset({"loads", "alerts", "drift"})
 """Groups started only when the signals and tables are not running."""
