@@ -246,12 +246,17 @@ def probe_field(
            f"count(DISTINCT json_extract_string(attrs, {path})), list(DISTINCT {SCOPE_SQL}) "
            f"FROM events WHERE ({where}) AND ({' OR '.join(conditions)}) "
            f"AND json_type(attrs, {path}) IS NOT NULL GROUP BY t")
-    rows = con.execute(sql, all_params).fetchall()
+    return feature_from_type_counts(name, con.execute(sql, all_params).fetchall())
+
+
+def feature_from_type_counts(name: str, rows: Sequence[tuple[Any, ...]]) -> Feature | None:
+    """A probed field's feature from (engine type name, values, distinct strings, scopes) rows:
+    the most common type family decides, as in the sampled discovery. Shared by both engines."""
     counts: dict[str, int] = {}
     distinct = 0
     scopes: set[str] = set()
-    for json_type, count, strings, scope_list in rows:
-        family = type_family(json_type)
+    for type_name, count, strings, scope_list in rows:
+        family = type_family(type_name)
         counts[family] = counts.get(family, 0) + int(count)
         if family == "string":
             distinct = int(strings)

@@ -32,7 +32,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..investigations.filters import Filters, where_sql
-from .discovery import DISCOVERY_ROWS, RARE_SCOPE_ROWS, Discovery, candidates, consumed_keys
+from .discovery import (
+    DISCOVERY_ROWS,
+    RARE_SCOPE_ROWS,
+    Discovery,
+    candidates,
+    consumed_keys,
+    feature_from_type_counts,
+)
 from .features import (
     COLUMN_SPECS,
     FIELD_NAME,
@@ -40,7 +47,6 @@ from .features import (
     Feature,
     SampledField,
     check_field_name,
-    feature_kind_for_family,
 )
 from .profile import QUANTILE_GRID, Buckets, Part, Population, Profile, _monotone, scope_key
 from .stats import DECILES
@@ -212,23 +218,7 @@ def probe_field(engine: SparkEngine, filters: Filters, parts: Sequence[Part], na
            f"collect_set(scope) FROM (SELECT try_variant_get(try_parse_json(attrs), :path) AS j, "
            f"{SCOPE_SQL} AS scope FROM events WHERE ({where}) AND ({' OR '.join(conditions)})) "
            "WHERE j IS NOT NULL GROUP BY t")
-    counts: dict[str, int] = {}
-    distinct = 0
-    scopes: set[str] = set()
-    for spark_type, count, strings, scope_list in engine.execute(sql, all_params).fetchall():
-        family = type_family(spark_type)
-        counts[family] = counts.get(family, 0) + int(count)
-        if family == "string":
-            distinct = int(strings)
-        scopes.update(scope_list or ())
-    counts.pop("null", None)
-    if not counts:
-        return None
-    family = max(sorted(counts), key=lambda f: counts[f])
-    kind = feature_kind_for_family(family, distinct)
-    if kind is None:
-        return None
-    return Feature(name, kind, "attrs", json_type=family, scopes=tuple(sorted(scopes)))
+    return feature_from_type_counts(name, engine.execute(sql, all_params).fetchall())
 
 
 # --------------------------------------------------------------------------- the scan
