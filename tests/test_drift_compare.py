@@ -318,3 +318,17 @@ def test_methods_change_the_verdict_not_the_numbers(default_drift: dict[str, dic
     assert ks["features.amount"]["verdict"] == "none"
     assert ks["features.amount"]["psi"] == default_drift["features.amount"]["psi"]
     assert not math.isnan(ks["features.amount"]["ks"])
+
+
+@pytest.mark.parametrize(("low", "high", "stride", "size"), [(0, 99, 10, 3), (5, 104, 10, 3), (0, 101, 10, 3),
+                                                            (7, 7, 4, 2), (0, 1_000_003, 27_777, 2_048)])
+def test_block_sample_rows_match_its_sql(low: int, high: int, stride: int, size: int) -> None:
+    import duckdb
+
+    from mlinvestigate.drift.profile import BlockSample
+
+    sample = BlockSample(low, high, stride, size)
+    con = duckdb.connect()
+    con.execute("CREATE TABLE events AS SELECT range AS x FROM range(1_000_010)")
+    chosen = con.execute(f"SELECT count(*) FROM events WHERE {sample.sql()}").fetchone()[0]
+    assert chosen == sample.rows

@@ -77,3 +77,12 @@ def test_sturges_combined_cannot_be_used_per_interval() -> None:
 def test_too_many_intervals() -> None:
     with pytest.raises(UsageError):
         run(timedelta(seconds=1))
+
+
+def test_chi2_verdicts_per_interval() -> None:
+    # Per interval the p-values are skipped for speed, except the one the verdict is made of.
+    result = run(timedelta(minutes=30), options=Options(method="chi2"),
+                 wanted=["features.merchant_category", "model_version"])
+    rows = {r["feature"]: r for r in result.records()}
+    assert rows["model_version"]["verdict"] in ("moderate", "significant")
+    assert rows["features.merchant_category"]["verdict"] == "none"

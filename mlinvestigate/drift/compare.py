@@ -35,12 +35,13 @@ from .profile import (
     ATTRS_SAMPLE_ROWS,
     EXACT_QUANTILE_LIMIT,
     QUANTILE_SAMPLE_TARGET,
+    BlockSample,
     Buckets,
     Part,
     Population,
     Profile,
     Scan,
-    block_ranges,
+    block_sample,
 )
 from .windows import WindowChoice
 
@@ -131,7 +132,7 @@ def run_scan(
     sampled: dict[int, float] = {}
     # Spark reads record fields in full: its row order is no row id, and reading is its job.
     if any(f.source == "attrs" for f in features) and not spark:
-        blocks = {}
+        blocks: dict[int, BlockSample | None] = {}
         intervals = interval_count or 1
         for k, part in enumerate(parts):
             side = 0 if part.key_sql.strip() == "0" else 1
@@ -139,10 +140,10 @@ def run_scan(
             if rows > ATTRS_EXACT_ROWS:
                 last = k == len(parts) - 1
                 target = max(ATTRS_SAMPLE_ROWS, 3 * 2048 * (intervals if last else 1))
-                blocks[k] = block_ranges(con, filters, part, rows, target=target,
+                blocks[k] = block_sample(con, filters, part, rows, target=target,
                                          min_blocks=3 * intervals if last else 1)
-                if blocks[k]:
-                    sampled[side] = sum(hi - lo + 1 for lo, hi in blocks[k]) / rows
+                if blocks[k] is not None:
+                    sampled[side] = min(blocks[k].rows / rows, 1.0)
         scan.prepare_attrs(attr_events, blocks)
     elif spark:
         scan.prepare_attrs(attr_events, {})
@@ -298,7 +299,9 @@ def compare_feature(
             ref_counts = reference.categories.get(name, {})
             cur_counts = current.categories.get(name, {})
             if ref_counts and cur_counts:
-                categorical_statistics(drift, ref_counts, cur_counts, options)
+                # Per interval the p-value is skipped unless it is what the verdict is made of.
+                categorical_statistics(drift, ref_counts, cur_counts, options,
+                                       p_value=p_value or options.method == "chi2")
     judge(drift, options)
     if (feature.kind == "numeric" and drift.verdict in ("moderate", "significant")
             and name in reference.bins and name in reference.buckets and name in current.buckets

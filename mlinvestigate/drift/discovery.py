@@ -25,7 +25,7 @@ from .features import (
     json_path_literal,
     type_family,
 )
-from .profile import Part, Population, block_ranges, scope_key
+from .profile import Part, Population, block_sample, scope_key
 
 if TYPE_CHECKING:
     import duckdb
@@ -105,16 +105,15 @@ def sample_fields(
         scopes = rows.get(side, {})
         total = sum(scopes.values())
         all_params.update(part.params)
-        blocks = block_ranges(con, filters, part, total, target=DISCOVERY_ROWS, min_blocks=4, block=2048)
-        if blocks:
-            ranges = " OR ".join(f"rowid BETWEEN {lo} AND {hi}" for lo, hi in blocks)
+        blocks = block_sample(con, filters, part, total, target=DISCOVERY_ROWS, min_blocks=4, block=2048)
+        if blocks is not None:
             pieces.append(f"SELECT {side} AS side, service, event, model_id, attrs FROM events "
-                          f"WHERE ({where}) AND ({part.condition_sql}) AND ({ranges})")
+                          f"WHERE ({where}) AND ({part.condition_sql}) AND {blocks.sql()}")
         else:
             pieces.append(f"SELECT {side} AS side, service, event, model_id, attrs FROM events "
                           f"WHERE ({where}) AND ({part.condition_sql})")
         rare = [scope for scope, count in scopes.items() if count < RARE_SCOPE_ROWS]
-        if blocks and rare:
+        if blocks is not None and rare:
             all_params[f"rare_events{k}"] = sorted({scope.split("|")[1] for scope in rare})
             all_params[f"rare{k}"] = rare
             # The event test first: cheap on one column, so the scope text is built only for

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -116,34 +117,38 @@ class NumericBins:
             points.add(float(edges[-1]))  # the last PSI bin is closed on the right
         return cls(binning, tuple(float(g) for g in sorted(set(grid))), tuple(sorted(points)))
 
-    def _cumulative(self, buckets: Buckets) -> dict[float, int]:
-        cumulative = np.cumsum(buckets.counts[:-1])
-        return {b: int(c) for b, c in zip(self.boundaries, cumulative, strict=True)}
+    @cached_property
+    def _positions(self) -> tuple[np.ndarray, np.ndarray, int | None]:
+        """Where the grid points, the PSI cut points (x < e) and the last PSI edge (x <= e)
+        sit in `boundaries`: the per-window work is then one cumsum and a gather. -1 stands
+        for "no value is below" (e = -inf), len(boundaries) for "all values" (e = +inf)."""
+        position = {b: j for j, b in enumerate(self.boundaries)}
+        everything = len(self.boundaries)
+        grid = np.array([position[g] for g in self.grid], dtype=np.int64)
+        cuts = np.array([-1 if e == -math.inf else everything if e == math.inf else position[_below(e)]
+                         for e in self.binning.edges[:-1]], dtype=np.int64)
+        last = self.binning.edges[-1]
+        return grid, cuts, None if last == math.inf else position[float(last)]
+
+    def _cumulative(self, buckets: Buckets) -> np.ndarray:
+        """#{x <= b} for each boundary b, then -1 → 0 and len → n (see _positions)."""
+        counts = np.asarray(buckets.counts, dtype=np.int64)
+        return np.concatenate((np.cumsum(counts[:-1]), [int(counts.sum()), 0]))
 
     def psi_counts(self, buckets: Buckets) -> stats.BinCounts:
         """Counts over the PSI bins, with the values below the first / above the last edge."""
+        _, cuts, last = self._positions
         at = self._cumulative(buckets)
-        n = int(buckets.counts.sum())
-
-        def less_than(e: float) -> int:
-            if e == -math.inf:
-                return 0
-            if e == math.inf:
-                return n
-            return at[_below(e)]
-
-        edges = self.binning.edges
-        last = edges[-1]
-        up_to_last = n if last == math.inf else at[float(last)]
-        starts = [less_than(e) for e in edges[:-1]]
-        ends = starts[1:] + [up_to_last]
-        inside = np.array([end - start for start, end in zip(starts, ends, strict=True)], dtype=np.int64)
-        return stats.BinCounts(inside, starts[0], n - up_to_last)
+        n = int(at[-2])
+        up_to_last = n if last is None else int(at[last])
+        starts = at[cuts]
+        ends = np.append(starts[1:], up_to_last)
+        return stats.BinCounts((ends - starts).astype(np.int64), int(starts[0]), n - up_to_last)
 
     def cdf_counts(self, buckets: Buckets) -> np.ndarray:
         """#{x <= g} at each grid point g."""
-        at = self._cumulative(buckets)
-        return np.array([at[g] for g in self.grid], dtype=np.int64)
+        grid, _, _ = self._positions
+        return self._cumulative(buckets)[grid]
 
     def grid_counts(self, buckets: Buckets) -> np.ndarray:
         """Counts per grid bucket (x <= g0, (g0, g1], …, x > g_last), for KS."""
@@ -318,25 +323,28 @@ def numeric_statistics(
 
 
 def categorical_statistics(
-    drift: FeatureDrift, ref: Mapping[str, int], cur: Mapping[str, int], options: Options
+    drift: FeatureDrift, ref: Mapping[str, int], cur: Mapping[str, int], options: Options,
+    *, p_value: bool = True,
 ) -> None:
-    """Fill PSI, JS, TV and chi-square of a categorical feature from its value counts."""
-    result = stats.categorical_drift(ref, cur)
+    """Fill PSI, JS, TV and (with `p_value`) chi-square of a categorical feature from its value
+    counts, over the union of the categories either window has."""
     keys, r, c = stats.align_categories(ref, cur)
     keep = (r > 0) | (c > 0)
+    keys = tuple(k for k, kept in zip(keys, keep, strict=True) if kept)
     r, c = r[keep], c[keep]
-    drift.n_bins = len(result.categories)
+    if not keys or r.sum() == 0 or c.sum() == 0:
+        return
+    drift.n_bins = len(keys)
     drift.psi = stats.psi(r, c, options.smoothing)
     drift.js = stats.js_distance(r, c, options.js_base)
-    drift.tv = result.total_variation
-    drift.p_value = result.chi2.pvalue
-    total_ref, total_cur = sum(ref.values()), sum(cur.values())
-    drift.unseen = tuple(
-        sorted(((k, cur[k] / total_cur) for k in result.unseen), key=lambda item: -item[1])
-    )
-    drift.vanished = tuple(
-        sorted(((k, ref[k] / total_ref) for k in result.vanished), key=lambda item: -item[1])
-    )
+    drift.tv = stats.total_variation(r, c)
+    if p_value:
+        drift.p_value = stats.chi2_contingency(r, c).pvalue
+    total_ref, total_cur = float(r.sum()), float(c.sum())
+    drift.unseen = tuple(sorted(((k, cv / total_cur) for k, rv, cv in zip(keys, r, c, strict=True)
+                                 if rv == 0 and cv > 0), key=lambda item: -item[1]))
+    drift.vanished = tuple(sorted(((k, rv / total_ref) for k, rv, cv in zip(keys, r, c, strict=True)
+                                   if rv > 0 and cv == 0), key=lambda item: -item[1]))
 
 
 def _band(value: float | None, moderate: float, significant: float, *, lower_is_worse: bool) -> str:

@@ -64,6 +64,9 @@ QUANTILE_SAMPLE_TARGET = 100_000
 
 QUANTILE_GRID: tuple[float, ...] = tuple(i / GRID_POINTS for i in range(GRID_POINTS + 1))
 
+DECILE_POSITIONS: tuple[int, ...] = tuple(QUANTILE_GRID.index(d) for d in DECILES)
+"""Where the deciles sit on the grid: PSI's edges and the KS grid come from one quantile call."""
+
 
 @dataclass(frozen=True)
 class Part:
@@ -175,12 +178,12 @@ class Scan:
         return f"(SELECT {', '.join(selects)} FROM events WHERE {where})", params
 
     def prepare_attrs(
-        self, events: Sequence[str], blocks: Mapping[int, Sequence[tuple[int, int]]]
+        self, events: Sequence[str], blocks: Mapping[int, BlockSample | None]
     ) -> None:
         """Extract the record fields of the attrs features into the temporary table, once.
 
         Only rows whose event name logs some record field (`events`) inside some group are
-        read, and for a group listed in `blocks` only the rows in those row-id ranges."""
+        read, and for a group with a sample in `blocks` only the rows of that sample."""
         attrs = self._by_source("attrs")
         if not attrs or self._attrs_ready:
             return
@@ -207,16 +210,18 @@ class Scan:
         pieces: list[str] = []
         for k, part in enumerate(self.parts):
             condition = f"({part.condition_sql})"
-            if blocks.get(k):
-                # Our own integers: safe in SQL, and range filters on rowid skip unread blocks.
-                ranges = " OR ".join(f"rowid BETWEEN {int(lo)} AND {int(hi)}" for lo, hi in blocks[k])
-                condition = f"{condition} AND ({ranges})"
+            sample = blocks.get(k)
+            if sample is not None:
+                condition = f"{condition} AND {sample.sql()}"
             params.update(part.params)
             flags = ", ".join(f"{'true' if j == k else 'false'} AS in{j}" for j in range(len(self.parts)))
+            # The event test sits in a CASE, not in WHERE: any filter the scan cannot take
+            # makes DuckDB read every row's record before sampling (2.0 s against 0.3 s for
+            # a 9 % sample of 10 M rows). Rows of other events stay, with no fields.
             pieces.append(
                 f"SELECT ts, service, event, model_id, rowid AS rid, {flags}, "
-                f"json_extract(attrs, [{paths}]) AS j FROM events "
-                f"WHERE ({where}) AND {condition} AND list_contains($attr_events, event)"
+                f"CASE WHEN list_contains($attr_events, event) THEN json_extract(attrs, [{paths}]) END AS j "
+                f"FROM events WHERE ({where}) AND {condition}"
             )
         in_columns = ", ".join(f"in{k}" for k in range(len(self.parts)))
         sql = f"""
@@ -293,7 +298,6 @@ class Scan:
         sampling = any(sample_every.get(i, 1) > 1 for i in wanted)
         rows_sql, params, _ = self._rows(source, parts, need_rid=sampling)
         params = dict(params)
-        params["deciles"] = list(DECILES)
         params["grid"] = list(QUANTILE_GRID)
         aggregates: list[str] = []
         for i in wanted:
@@ -304,10 +308,10 @@ class Scan:
                 condition = f"win = {int(quantiles_for)}"
                 if every > 1:
                     condition += f" AND rid % {every} = 0"
-                aggregates += [f"quantile_cont(x{i}, $deciles) FILTER (WHERE {condition})",
-                               f"quantile_cont(x{i}, $grid) FILTER (WHERE {condition})"]
+                # The deciles are grid points (k/10 == 20k/200 exactly): one quantile state, not two.
+                aggregates.append(f"quantile_cont(x{i}, $grid) FILTER (WHERE {condition})")
         sql = f"SELECT win, {', '.join(aggregates)} FROM ({rows_sql}) GROUP BY win"
-        width = 7 if quantiles_for is not None else 5
+        width = 6 if quantiles_for is not None else 5
         result: dict[int, dict[int, Profile]] = {}
         for row in self.con.execute(sql, params).fetchall():
             win = int(row[0])
@@ -320,8 +324,8 @@ class Scan:
                     g1 = skew * (n - 2) / math.sqrt(n * (n - 1))
                 profile = Profile(n, values[1], values[2], values[3], g1)
                 if quantiles_for is not None and win == quantiles_for and values[5] is not None:
-                    profile.deciles = _monotone(values[5], values[1], values[2])
-                    profile.grid = _monotone(values[6], values[1], values[2])
+                    profile.grid = _monotone(values[5], values[1], values[2])
+                    profile.deciles = tuple(profile.grid[j] for j in DECILE_POSITIONS)
                     profile.sampled_every = max(int(sample_every.get(i, 1)), 1)
                 result.setdefault(win, {})[i] = profile
         return result
@@ -347,8 +351,8 @@ class Scan:
         # than a second pass, so counts are grouped by scope and histograms only by group.
         counting = ["count(*)"]
         for i in indexes:
-            nonfinite = f"count(*) FILTER (WHERE nf{i})" if self.features[i].kind == "numeric" else "0"
-            counting += [f"count(*) FILTER (WHERE p{i})", f"count(x{i})", nonfinite]
+            nonfinite = f"count_if(nf{i})" if self.features[i].kind == "numeric" else "0"
+            counting += [f"count_if(p{i})", f"count(x{i})", nonfinite]
         counts: dict[int, dict[str, dict[int, Population]]] = {}
         sql = (f"SELECT win, service, event, model_id, {', '.join(counting)} FROM ({rows_sql}) "
                "GROUP BY ALL")
@@ -371,8 +375,8 @@ class Scan:
             params[f"hi{i}"] = float(hi)
             aggregates += [
                 f"histogram(x{i}, $b{i})",
-                f"sum(x{i} - $hi{i}) FILTER (WHERE x{i} > $hi{i})",
-                f"sum($lo{i} - x{i}) FILTER (WHERE x{i} < $lo{i})",
+                f"sum(CASE WHEN x{i} > $hi{i} THEN x{i} - $hi{i} END)",
+                f"sum(CASE WHEN x{i} < $lo{i} THEN $lo{i} - x{i} END)",
                 f"count(x{i})",
             ]
         for i in categories:
@@ -395,7 +399,34 @@ class Scan:
         return numeric_out, categorical_out, counts
 
 
-def block_ranges(
+@dataclass(frozen=True)
+class BlockSample:
+    """Evenly spread blocks of consecutive rows: from `low`, every `stride` rows the next
+    `size` ones, up to `high` (row ids).
+
+    Written as one arithmetic condition on rowid: DuckDB then reads (and decompresses) only the
+    chosen rows' records, about in proportion to the share sampled, where a list of
+    ``rowid BETWEEN`` ranges joined by OR cost 0.8 s on 10 M rows for 360 ranges before a
+    single record was read."""
+
+    low: int
+    high: int
+    stride: int
+    size: int
+
+    @property
+    def rows(self) -> int:
+        """Row ids covered (rows deleted since ingest, if any, are not subtracted)."""
+        span = self.high - self.low + 1
+        return (span // self.stride) * self.size + min(span % self.stride, self.size)
+
+    def sql(self) -> str:
+        # Our own integers: safe in SQL. The BETWEEN lets the scan skip row groups outside.
+        return (f"(rowid BETWEEN {int(self.low)} AND {int(self.high)} "
+                f"AND (rowid - {int(self.low)}) % {int(self.stride)} < {int(self.size)})")
+
+
+def block_sample(
     con: duckdb.DuckDBPyConnection,
     filters: Filters,
     part: Part,
@@ -404,24 +435,23 @@ def block_ranges(
     target: int,
     min_blocks: int = 1,
     block: int = BLOCK_ROWS,
-) -> list[tuple[int, int]]:
-    """Evenly spread row-id ranges holding about `target` of the part's `rows` rows, or [] when
+) -> BlockSample | None:
+    """Evenly spread blocks holding about `target` of the part's `rows` rows, or None when
     reading everything costs little more. Events are stored in ingest order, which is time
     order within a file, so the blocks spread over the window's time as well."""
     if rows <= target:
-        return []
+        return None
     where, params = where_sql(filters)
     low, high = con.execute(f"SELECT min(rowid), max(rowid) FROM events WHERE ({where}) AND "
                             f"({part.condition_sql})", {**params, **part.params}).fetchone()
     if low is None:
-        return []
+        return None
     count = max(min_blocks, math.ceil(target / block))
     size = max(min(block, target // count), 256)
     span = int(high) - int(low) + 1
     if count * size >= span:
-        return []
-    step = (span - size) / max(count - 1, 1)
-    return [(int(low) + round(i * step), int(low) + round(i * step) + size - 1) for i in range(count)]
+        return None
+    return BlockSample(int(low), int(high), span // count, size)
 
 
 def scope_key(service: str | None, event: str | None, model_id: str | None) -> str:

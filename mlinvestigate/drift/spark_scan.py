@@ -239,7 +239,7 @@ class SparkScan:
     def _by_source(self, source: str) -> list[tuple[int, Feature]]:
         return [(i, f) for i, f in enumerate(self.features) if f.source == source]
 
-    def prepare_attrs(self, events: Sequence[str], blocks: Mapping[int, Sequence[tuple[int, int]]]) -> None:
+    def prepare_attrs(self, events: Sequence[str], blocks: Mapping[int, Any]) -> None:
         """The record-field relation, kept as SQL: a subquery of every later statement (no
         temporary table; Spark plans it into each scan). `blocks` are ignored: Spark reads
         record fields in full."""
