@@ -332,3 +332,56 @@ def test_block_sample_rows_match_its_sql(low: int, high: int, stride: int, size:
     con.execute("CREATE TABLE events AS SELECT range AS x FROM range(1_000_010)")
     chosen = con.execute(f"SELECT count(*) FROM events WHERE {sample.sql()}").fetchone()[0]
     assert chosen == sample.rows
+
+
+def test_big_windows_read_event_columns_from_blocks(monkeypatch: pytest.MonkeyPatch,
+                                                    default_drift: dict[str, dict[str, Any]]) -> None:
+    # The sample's windows are far below the real threshold: lower it to exercise the path.
+    from mlinvestigate.drift import compare
+
+    monkeypatch.setattr(compare, "COLUMN_EXACT_ROWS", 2_000)
+    monkeypatch.setattr(compare, "COLUMN_SAMPLE_ROWS", 8_000)
+    con = sample_con()
+    try:
+        filters = resolve_filters(con)
+        choice = choose_windows(con, filters)
+        sampled = drift(con, filters, choice, Options())
+        exact = drift(con, filters, choice, Options(exact=True))
+    finally:
+        con.close()
+    rows = by_feature(sampled)
+    assert any(n.startswith("Event columns were read from evenly spread blocks") for n in sampled.notes)
+    assert not any(n.startswith("Event columns were read") for n in exact.notes)
+    assert by_feature(exact) == default_drift  # --exact reads every row, as without sampling
+    for name in ("confidence", "latency_ms", "model_version"):
+        assert rows[name]["n_ref"] < default_drift[name]["n_ref"]
+    assert rows["confidence"]["verdict"] == "significant"
+    assert rows["features.amount"]["verdict"] == "significant"
+    assert abs(rows["confidence"]["psi"] - default_drift["confidence"]["psi"]) < 0.25 * default_drift[
+        "confidence"]["psi"]
+    for name in STABLE:
+        assert rows[name]["verdict"] == "none"
+
+
+def test_sparse_feature_keeps_its_quantiles_when_rows_are_subsampled(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Row counts say "subsample 1 row in 200"; the field is on one row in 50, never on a row
+    # the subsample takes, so the subsample has none of its values. Its quantiles are redone
+    # from its own count.
+    from mlinvestigate.drift import compare
+
+    monkeypatch.setattr(compare, "EXACT_QUANTILE_LIMIT", 100)
+    monkeypatch.setattr(compare, "QUANTILE_SAMPLE_TARGET", 50)
+    rng = random.Random(3)
+    records = []
+    for i in range(40_000):
+        record: dict[str, Any] = {"timestamp": 1_768_262_400 + i, "event": "prediction_success",
+                                  "latency_ms": rng.uniform(1, 50)}
+        if i % 50 == 25:
+            record["rare_score"] = rng.gauss(10 if i < 20_000 else 14, 1)
+        records.append(record)
+    con = memory_db(write_logs(tmp_path / "sparse.jsonl", records))
+    filters = resolve_filters(con)
+    rows = by_feature(drift(con, filters, choose_windows(con, filters), Options(), ["rare_score"]))
+    assert rows["rare_score"]["verdict"] == "significant"
+    assert rows["rare_score"]["n_ref"] == 200

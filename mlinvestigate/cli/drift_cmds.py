@@ -68,7 +68,8 @@ def _parse_edges(text: str | None) -> tuple[float, ...] | None:
 
 
 def _options(method: str, binning: str, edges: str | None, smoothing: str, js_base: str,
-             moderate: float | None, significant: float | None, min_samples: int):  # type: ignore[no-untyped-def]
+             moderate: float | None, significant: float | None, min_samples: int,
+             exact: bool = False):  # type: ignore[no-untyped-def]
     from ..drift.measures import Options
 
     if method not in METHODS:
@@ -96,7 +97,7 @@ def _options(method: str, binning: str, edges: str | None, smoothing: str, js_ba
     return Options(method=method, moderate=moderate, significant=significant,
                    binning="fixed" if parsed_edges is not None else binning, edges=parsed_edges,
                    smoothing=smoothing,  # type: ignore[arg-type]
-                   js_base=2.0 if js_base == "2" else math.e, min_samples=min_samples)
+                   js_base=2.0 if js_base == "2" else math.e, min_samples=min_samples, exact=exact)
 
 
 @app.command()
@@ -133,6 +134,9 @@ def drift(
         "--significant", help="Significant threshold (PSI default 0.25).", show_default=False)] = None,
     min_samples: Annotated[int, typer.Option(
         "--min-samples", help="Fewer usable values in a window gives 'insufficient data'.")] = 100,
+    exact: Annotated[bool, typer.Option(
+        "--exact", help="Read every row of big windows (by default windows over 1.5M rows are read "
+        "from evenly spread blocks of rows; record fields over 200k).")] = False,
     db: DbOption = None,
     logs: LogsOption = None,
     model: ModelOption = None,
@@ -152,7 +156,8 @@ def drift(
     Example:  mlinv drift --every 10m --model fraud
     """
     _check_format(format)
-    options = _options(method, binning, edges, smoothing, js_base, moderate, significant, min_samples)
+    options = _options(method, binning, edges, smoothing, js_base, moderate, significant, min_samples,
+                       exact)
     from ..drift.compare import drift as compare
     from ..drift.timeline import timeline
     from ..drift.windows import Window, choose_windows, parse_user_window, time_range

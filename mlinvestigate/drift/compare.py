@@ -33,6 +33,9 @@ from .measures import (
 from .profile import (
     ATTRS_EXACT_ROWS,
     ATTRS_SAMPLE_ROWS,
+    BLOCK_ROWS,
+    COLUMN_EXACT_ROWS,
+    COLUMN_SAMPLE_ROWS,
     EXACT_QUANTILE_LIMIT,
     QUANTILE_SAMPLE_TARGET,
     BlockSample,
@@ -84,6 +87,8 @@ class ScanOutcome:
     current_families: dict[str, str]
     sampled: dict[int, float] = field(default_factory=dict)
     """Side (0 reference, 1 current) → share of its rows read for record fields, when sampled."""
+    column_sampled: dict[int, float] = field(default_factory=dict)
+    """The same for event columns (much cheaper to read, so sampled only in bigger windows)."""
 
 
 def _sample_every(valid: int) -> int:
@@ -130,20 +135,41 @@ def run_scan(
     attr_events = sorted({scope.split("|")[1] for f in features if f.source == "attrs"
                           for scope in f.scopes})
     sampled: dict[int, float] = {}
-    # Spark reads record fields in full: its row order is no row id, and reading is its job.
+    column_sampled: dict[int, float] = {}
+    intervals = interval_count or 1
+
+    def sample_of(k: int, part: Part, exact_rows: int, target_rows: int) -> tuple[int, BlockSample | None]:
+        """Blocks for part k when its window is over `exact_rows` (with --every, at least three
+        blocks an interval so each interval is read in several places)."""
+        side = 0 if part.key_sql.strip() == "0" else 1
+        rows = sum(discovery.rows.get(side, {}).values())
+        if options.exact or rows <= exact_rows:
+            return side, None
+        last = k == len(parts) - 1
+        target = max(target_rows, 3 * 2048 * (intervals if last else 1))
+        # Per interval, blocks of one DuckDB vector (2,048 rows): the finest spread that still
+        # reads whole vectors, so an onset inside an interval is seen (bigger blocks moved the
+        # sample's onset one interval late). Two windows take fewer, cheaper 8,192-row blocks.
+        return side, block_sample(con, filters, part, rows, target=target,
+                                  min_blocks=3 * intervals if last else 1,
+                                  block=2048 if interval_count else BLOCK_ROWS)
+
+    # Spark reads every row: its row order is no row id, and reading is its job.
+    if not spark:
+        column_blocks: dict[int, BlockSample | None] = {}
+        for k, part in enumerate(parts):
+            side, column_blocks[k] = sample_of(k, part, COLUMN_EXACT_ROWS, COLUMN_SAMPLE_ROWS)
+            if column_blocks[k] is not None:
+                rows = sum(discovery.rows.get(side, {}).values())
+                column_sampled[side] = min(column_blocks[k].rows / rows, 1.0)
+        scan.sample_columns(column_blocks)
     if any(f.source == "attrs" for f in features) and not spark:
         blocks: dict[int, BlockSample | None] = {}
-        intervals = interval_count or 1
         for k, part in enumerate(parts):
-            side = 0 if part.key_sql.strip() == "0" else 1
-            rows = sum(discovery.rows.get(side, {}).values())
-            if rows > ATTRS_EXACT_ROWS:
-                last = k == len(parts) - 1
-                target = max(ATTRS_SAMPLE_ROWS, 3 * 2048 * (intervals if last else 1))
-                blocks[k] = block_sample(con, filters, part, rows, target=target,
-                                         min_blocks=3 * intervals if last else 1)
-                if blocks[k] is not None:
-                    sampled[side] = min(blocks[k].rows / rows, 1.0)
+            side, blocks[k] = sample_of(k, part, ATTRS_EXACT_ROWS, ATTRS_SAMPLE_ROWS)
+            if blocks[k] is not None:
+                rows = sum(discovery.rows.get(side, {}).values())
+                sampled[side] = min(blocks[k].rows / rows, 1.0)
         scan.prepare_attrs(attr_events, blocks)
     elif spark:
         scan.prepare_attrs(attr_events, {})
@@ -153,7 +179,8 @@ def run_scan(
         reference = ReferenceSide(features={}, populations={},
                                   binning=options.binning if options.edges is None else "fixed",
                                   edges=options.edges)
-        ref_rows = {"column": sum(discovery.rows.get(0, {}).values()), "attrs": scan.attrs_rows(0)}
+        ref_rows = {"column": round(sum(discovery.rows.get(0, {}).values()) * column_sampled.get(0, 1.0)),
+                    "attrs": scan.attrs_rows(0)}
         numeric = [scan.index[id(f)] for f in features if f.kind == "numeric"]
         # Row counts bound each feature's value count: enough to decide on subsampling.
         sample_every = {i: _sample_every(ref_rows[scan.features[i].source]) for i in numeric}
@@ -231,7 +258,7 @@ def run_scan(
     else:
         groups.pop(0, None)
         current_families = _families(discovery.fields, 1)
-    return ScanOutcome(reference, groups, kept, discovery, current_families, sampled)
+    return ScanOutcome(reference, groups, kept, discovery, current_families, sampled, column_sampled)
 
 
 def _families(fields: Mapping[str, SampledField], side: int) -> dict[str, str]:
@@ -455,14 +482,25 @@ def _notes(
 
 
 def sampling_notes(outcome: ScanOutcome) -> list[str]:
-    """Say so when record fields were read from a sample of the rows."""
-    if not outcome.sampled:
-        return []
+    """Say so when fields were read from a sample of the rows."""
     sides = {0: "reference", 1: "current"}
-    shares = ", ".join(f"{share:.1%} of the {sides[side]}" for side, share in sorted(outcome.sampled.items()))
-    return [f"Record fields (attrs) were read from evenly spread blocks of consecutive rows ({shares}; "
-            f"windows over {ATTRS_EXACT_ROWS:,} rows are sampled, the same blocks every run): their n, "
-            "missing rates and statistics describe that sample. Event columns are exact."]
+
+    def shares(sampled: Mapping[int, float]) -> str:
+        return ", ".join(f"{share:.1%} of the {sides[side]}" for side, share in sorted(sampled.items()))
+
+    notes = []
+    if outcome.sampled:
+        notes.append(f"Record fields (attrs) were read from evenly spread blocks of consecutive rows "
+                     f"({shares(outcome.sampled)}; windows over {ATTRS_EXACT_ROWS:,} rows are sampled, "
+                     "the same blocks every run): their n, missing rates and statistics describe that "
+                     "sample.")
+    if outcome.column_sampled:
+        notes.append("Event columns were read from evenly spread blocks too "
+                     f"({shares(outcome.column_sampled)}; windows over {COLUMN_EXACT_ROWS:,} rows). "
+                     "--exact reads every row.")
+    elif outcome.sampled:
+        notes.append("Event columns are exact.")
+    return notes
 
 
 def _sections(drifts: Sequence[FeatureDrift], outcome: ScanOutcome) -> list[Result]:

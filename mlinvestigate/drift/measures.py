@@ -72,6 +72,8 @@ class Options:
     smoothing: stats.Smoothing = "clip1e-4"
     js_base: float = 2.0
     min_samples: int = stats.MIN_SAMPLES
+    exact: bool = False
+    """Read every row of big windows instead of evenly spread blocks (``--exact``)."""
 
     def thresholds(self, method: str) -> tuple[float, float]:
         moderate, significant = METHOD_THRESHOLDS[method]

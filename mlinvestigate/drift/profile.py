@@ -58,6 +58,13 @@ always read in full."""
 ATTRS_SAMPLE_ROWS = 150_000
 """About this many rows per group are read for record fields when a group is sampled."""
 
+COLUMN_EXACT_ROWS = 1_500_000
+"""Event columns are read in full up to this many rows per group; a bigger group is read from
+evenly spread blocks like record fields, but ten times more rows (:data:`COLUMN_SAMPLE_ROWS`),
+since a column costs about a tenth of a record to read. ``--exact`` reads everything."""
+
+COLUMN_SAMPLE_ROWS = 1_000_000
+
 BLOCK_ROWS = 8_192
 
 QUANTILE_SAMPLE_TARGET = 100_000
@@ -155,6 +162,11 @@ class Scan:
         self.parts = list(parts)
         self.index = {id(f): i for i, f in enumerate(self.features)}
         self._attrs_ready = False
+        self._column_blocks: dict[int, BlockSample | None] = {}
+
+    def sample_columns(self, blocks: Mapping[int, BlockSample | None]) -> None:
+        """Read event columns of the parts with a sample in `blocks` from that sample only."""
+        self._column_blocks = dict(blocks)
 
     # ------------------------------------------------------------------ relations
 
@@ -164,8 +176,11 @@ class Scan:
     def _filter_params(self) -> tuple[str, dict[str, Any]]:
         return where_sql(self.filters)
 
-    def _events_base(self, columns: list[tuple[int, Feature]], need_rid: bool) -> tuple[str, dict[str, Any]]:
+    def _events_base(self, columns: list[tuple[int, Feature]], need_rid: bool,
+                     sample: BlockSample | None) -> tuple[str, dict[str, Any]]:
         where, params = self._filter_params()
+        if sample is not None:
+            where = f"({where}) AND {sample.sql()}"
         # Scope columns stay separate (grouping on them is cheaper than on a concatenation);
         # rowid drives the deterministic quantile subsample.
         selects = ["ts", "model_version", "service", "event", "model_id",
@@ -252,10 +267,10 @@ class Scan:
         params: dict[str, Any] = {}
         pieces: list[str] = []
         if source == "column":
-            base, base_params = self._events_base(columns, need_rid)
-            params.update(base_params)
             for k in chosen:
                 part = self.parts[k]
+                base, base_params = self._events_base(columns, need_rid, self._column_blocks.get(k))
+                params.update(base_params)
                 params.update(part.params)
                 pieces.append(
                     f"SELECT {part.key_sql} AS win, service, event, model_id, rid, {', '.join(selects)} "
@@ -328,7 +343,41 @@ class Scan:
                     profile.deciles = tuple(profile.grid[j] for j in DECILE_POSITIONS)
                     profile.sampled_every = max(int(sample_every.get(i, 1)), 1)
                 result.setdefault(win, {})[i] = profile
+        if quantiles_for is not None:
+            self._requantile(source, result.get(quantiles_for, {}), quantiles_for, sample_every)
         return result
+
+    def _requantile(self, source: str, profiles: dict[int, Profile], group: int,
+                    sample_every: Mapping[int, int]) -> None:
+        """Quantiles again, for the features whose 1-in-k subsample was too thin.
+
+        `sample_every` comes from row counts, which only bound a feature's value count: a
+        field logged on one row in a thousand would keep a handful of values (or none). Those
+        features are redone with k from their own count, in one more pass; dense features,
+        the usual case, cost nothing more."""
+        redo: dict[int, int] = {}
+        for i, profile in profiles.items():
+            every = max(int(sample_every.get(i, 1)), 1)
+            if every > 1 and profile.n > 0 and profile.n // every < QUANTILE_SAMPLE_TARGET // 2:
+                redo[i] = (1 if profile.n <= EXACT_QUANTILE_LIMIT
+                           else max(profile.n // QUANTILE_SAMPLE_TARGET, 1))
+        if not redo:
+            return
+        rows_sql, params, _ = self._rows(source, [group], need_rid=any(k > 1 for k in redo.values()))
+        params = dict(params)
+        params["grid"] = list(QUANTILE_GRID)
+        aggregates = []
+        for i, every in redo.items():
+            condition = f"rid % {every} = 0" if every > 1 else "true"
+            aggregates.append(f"quantile_cont(x{i}, $grid) FILTER (WHERE {condition})")
+        row = self.con.execute(f"SELECT {', '.join(aggregates)} FROM ({rows_sql})", params).fetchone()
+        for (i, every), grid in zip(redo.items(), row, strict=True):
+            profile = profiles[i]
+            if grid is None:
+                continue
+            profile.grid = _monotone(grid, profile.minimum, profile.maximum)
+            profile.deciles = tuple(profile.grid[j] for j in DECILE_POSITIONS)
+            profile.sampled_every = every
 
     def buckets(
         self,
