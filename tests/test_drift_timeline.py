@@ -86,3 +86,12 @@ def test_chi2_verdicts_per_interval() -> None:
     rows = {r["feature"]: r for r in result.records()}
     assert rows["model_version"]["verdict"] in ("moderate", "significant")
     assert rows["features.merchant_category"]["verdict"] == "none"
+
+
+def test_long_per_interval_table_is_left_out_without_feature() -> None:
+    result = run(timedelta(minutes=2), model=None, wanted=None)  # 120 intervals, every feature
+    changed = [r for r in result.records() if r["verdict"] in ("moderate", "significant")]
+    assert len(changed) * 120 > 200
+    assert not result.sections
+    note = next(n for n in result.notes if n.startswith("Per-interval values of the"))
+    assert f"--feature {changed[0]['feature']}" in note

@@ -116,12 +116,13 @@ def sample_fields(
         if blocks is not None and rare:
             all_params[f"rare_events{k}"] = sorted({scope.split("|")[1] for scope in rare})
             all_params[f"rare{k}"] = rare
-            # The event test first: cheap on one column, so the scope text is built only for
-            # the few rows of rare event names.
-            pieces.append(f"SELECT {side} AS side, service, event, model_id, attrs FROM events "
-                          f"WHERE ({where}) AND ({part.condition_sql}) "
-                          f"AND list_contains($rare_events{k}, event) "
-                          f"AND list_contains($rare{k}, {SCOPE_SQL})")
+            # Only the one-column event test filters: a test on several columns in WHERE makes
+            # DuckDB read every row's record first (0.2 s here on 10 M rows). The scope test
+            # then blanks the records of common scopes that share a rare event name.
+            pieces.append(f"SELECT {side} AS side, service, event, model_id, "
+                          f"CASE WHEN list_contains($rare{k}, {SCOPE_SQL}) THEN attrs END AS attrs "
+                          f"FROM events WHERE ({where}) AND ({part.condition_sql}) "
+                          f"AND list_contains($rare_events{k}, event)")
     sampled = " UNION ALL ".join(pieces)
     con.execute(f"CREATE OR REPLACE TEMP TABLE {SAMPLE_TABLE} AS {sampled}", all_params)
     structures = con.execute(

@@ -358,7 +358,7 @@ class Scan:
         redo: dict[int, int] = {}
         for i, profile in profiles.items():
             every = max(int(sample_every.get(i, 1)), 1)
-            if every > 1 and profile.n > 0 and profile.n // every < QUANTILE_SAMPLE_TARGET // 2:
+            if every > 1 and profile.n > 0 and profile.n // every < QUANTILE_SAMPLE_TARGET // 10:
                 redo[i] = (1 if profile.n <= EXACT_QUANTILE_LIMIT
                            else max(profile.n // QUANTILE_SAMPLE_TARGET, 1))
         if not redo:
@@ -516,12 +516,17 @@ def _monotone(quantiles: Sequence[float], low: float, high: float) -> tuple[floa
 
 
 def _aligned_counts(histogram: Mapping[float, int] | None, boundaries: Sequence[float]) -> np.ndarray:
-    """DuckDB's histogram map as counts per boundary (x <= b, right-closed) plus overflow."""
-    counts = np.zeros(len(boundaries) + 1, dtype=np.int64)
+    """DuckDB's histogram map as counts per boundary (x <= b, right-closed) plus overflow (DuckDB
+    keys it +inf; any key that is not a boundary lands there)."""
+    size = len(boundaries)
     if not histogram:
-        return counts
-    position = {float(b): j for j, b in enumerate(boundaries)}
-    for key, value in histogram.items():
-        j = position.get(float(key), len(boundaries))
-        counts[j] += int(value)
+        return np.zeros(size + 1, dtype=np.int64)
+    edges = np.asarray(boundaries, dtype=np.float64)
+    keys = np.fromiter((float(k) for k in histogram), dtype=np.float64, count=len(histogram))
+    values = np.fromiter((int(v) for v in histogram.values()), dtype=np.int64, count=len(histogram))
+    position = np.searchsorted(edges, keys)
+    exact = (position < size) & (edges[np.minimum(position, size - 1)] == keys)
+    position = np.where(exact, position, size)
+    counts = np.zeros(size + 1, dtype=np.int64)
+    np.add.at(counts, position, values)
     return counts

@@ -564,7 +564,11 @@ def smoothed_proportions(
     counts: npt.ArrayLike, smoothing: Smoothing = "clip1e-4", *, epsilon: float | None = None
 ) -> FloatArray:
     """Proportions of one window after the named smoothing (see :data:`SMOOTHINGS`)."""
-    c = _as_counts(counts, "counts")
+    return _smoothed(_as_counts(counts, "counts"), smoothing, epsilon)
+
+
+def _smoothed(c: FloatArray, smoothing: Smoothing, epsilon: float | None) -> FloatArray:
+    """smoothed_proportions on counts already checked by _as_counts (checked once per call)."""
     p = c / c.sum()
     if smoothing == "clip1e-4":
         return np.maximum(p, 1e-4)
@@ -600,8 +604,8 @@ def psi(
     ``inf``. Bands: < 0.1 none, 0.1–0.25 moderate, ≥ 0.25 significant (:func:`psi_verdict`).
     """
     r, c = _as_count_pair(ref_counts, cur_counts)
-    pr = smoothed_proportions(r, smoothing, epsilon=epsilon)
-    pc = smoothed_proportions(c, smoothing, epsilon=epsilon)
+    pr = _smoothed(r, smoothing, epsilon)
+    pc = _smoothed(c, smoothing, epsilon)
     used = (pr > 0) | (pc > 0)
     pr, pc = pr[used], pc[used]
     with np.errstate(divide="ignore"):
@@ -635,8 +639,8 @@ def kl_divergence(
     an empty bin where p has mass and no smoothing is used.
     """
     pc, qc = _as_count_pair(p_counts, q_counts)
-    p = smoothed_proportions(pc, smoothing, epsilon=epsilon)
-    q = smoothed_proportions(qc, smoothing, epsilon=epsilon)
+    p = _smoothed(pc, smoothing, epsilon)
+    q = _smoothed(qc, smoothing, epsilon)
     p, q = p / p.sum(), q / q.sum()
     return float(np.sum(_rel_entr(p, q)))
 

@@ -66,6 +66,10 @@ class FeatureTimeline:
     transient: tuple[datetime, datetime] | None = None
 
 
+MAX_INTERVAL_ROWS = 200
+"""Without --feature, the per-interval table is shown when it has at most this many rows."""
+
+
 def _us(moment: datetime) -> int:
     return (moment - datetime(1970, 1, 1)) // timedelta(microseconds=1)
 
@@ -176,17 +180,22 @@ def timeline(
     rows = [_row(t, options) for t in timelines]
     notes = _notes(timelines, reference, span, step, options, filters, baseline_name, reference_defaulted,
                    outcome)
-    interval_rows = []
     chosen = set(wanted or ())
-    for t in timelines:
-        if t.drift.verdict in ("none", "insufficient data") and t.drift.feature.name not in chosen:
-            continue
-        for start, d in t.per_interval:
-            interval_rows.append((start, d.feature.name, d.cur.valid, _pct(d.cur.missing_rate()),
-                                  d.psi, d.ks, d.js, d.wasserstein, d.verdict))
+    detailed = [t for t in timelines if t.drift.feature.name in chosen]
+    if not detailed:
+        changed = [t for t in timelines if t.drift.verdict not in ("none", "insufficient data")]
+        if len(changed) * len(all_keys) <= MAX_INTERVAL_ROWS:
+            detailed = changed
+        elif changed:
+            # Hundreds of rows would bury the summary above; the trend column draws them.
+            notes.append(f"Per-interval values of the {len(changed)} changed features "
+                         f"({len(changed) * len(all_keys):,} rows) are left out: choose features with "
+                         f"--feature, e.g. --feature {changed[0].drift.feature.name}.")
+    interval_rows = [(start, d.feature.name, d.cur.valid, _pct(d.cur.missing_rate()), d.psi, d.ks, d.js,
+                      d.wasserstein, d.verdict) for t in detailed for start, d in t.per_interval]
     sections = []
     if interval_rows:
-        sections.append(Result("Per interval (features that changed, or chosen with --feature)",
+        sections.append(Result("Per interval (features chosen with --feature, or that changed)",
                                list(INTERVAL_COLUMNS), interval_rows, units={"missing_pct": "%"}))
     return Result(f"Drift every {format_duration(step.total_seconds())} against "
                   + (f"baseline {baseline_name!r}" if baseline_name else "the reference"),
