@@ -12,8 +12,9 @@
 * table: a rich table with units in the headers, human number formats, notes and sections.
 
 json and csv carry only one table's rows; `section=` selects a section instead of the main
-rows. table and markdown show everything. Only table and markdown shorten cells to
-`max_col_width`; json and csv are data and are never truncated.
+rows (`find_section` turns the CLI's --section, a number or a word of a title, into it).
+table and markdown show everything. Only table and markdown shorten cells to `max_col_width`;
+json and csv are data and are never truncated.
 """
 
 from __future__ import annotations
@@ -135,6 +136,31 @@ def _choose_section(result: Result, section: int | None) -> Result:
         available = ", ".join(f"{i} ({s.title})" for i, s in enumerate(result.sections))
         raise UsageError(f"no section {section} in {result.title!r}; sections are {available}")
     return result.sections[section]
+
+
+def find_section(result: Result, text: str) -> int:
+    """The 0-based index of the section of `result` that `text` (the CLI's --section) names: a
+    number N is the N-th section (1 = the first), anything else a case-insensitive part of
+    exactly one title (or the whole of one). Anything else is a UsageError listing the sections."""
+    wanted = text.strip()
+    if not result.sections:
+        raise UsageError(f"the result ({result.title!r}) has no extra tables to choose from; "
+                         "leave out --section")
+    available = ", ".join(f"{i} ({s.title})" for i, s in enumerate(result.sections, start=1))
+    if wanted.isdigit():
+        number = int(wanted)
+        if 1 <= number <= len(result.sections):
+            return number - 1
+        raise UsageError(f"no extra table {number} under {result.title!r}; the tables are {available}")
+    matches = [i for i, s in enumerate(result.sections) if wanted and wanted.lower() in s.title.lower()]
+    exact = [i for i in matches if result.sections[i].title.lower() == wanted.lower()]
+    if len(matches) == 1 or len(exact) == 1:
+        return (exact or matches)[0]
+    if matches:
+        raise UsageError(f"--section {text!r} matches {len(matches)} tables; give a longer part of "
+                         f"a title, or the number: the tables are {available}")
+    raise UsageError(f"no extra table under {result.title!r} matches --section {text!r}; "
+                     f"the tables are {available}")
 
 
 def _format_text(result: Result, fmt: str, max_col_width: int | None, *, sanitize: bool) -> str:

@@ -143,3 +143,53 @@ def test_help_has_a_real_example(command: str):
     result = CliRunner().invoke(app, [command, "--help"])
     assert result.exit_code == 0
     assert f"Example:  mlinv {command}" in result.output
+
+
+def test_section_as_json_by_word_or_number(sample_db: Path, capsys, monkeypatch):
+    code, text, err = mlinv(["slow", "--db", str(sample_db), "-f", "json", "--section", "slowest"],
+                            capsys, monkeypatch)
+    assert code == 0, err
+    rows = json.loads(text)
+    assert rows and all(r["request_id"] and r["latency_ms"] is not None for r in rows)
+    code, by_number, _ = mlinv(["slow", "--db", str(sample_db), "-f", "json", "--section", "1"],
+                               capsys, monkeypatch)
+    assert code == 0 and by_number == text
+
+
+@pytest.mark.parametrize(("args", "listed"), [
+    (["slow", "--section", "nosuch"], "the tables are 1 (Slowest 20 requests)"),
+    (["slow", "--section", "2"], "the tables are 1 (Slowest 20 requests)"),
+    (["summary", "--section", "x"], "has no extra tables"),  # no labels in the sample
+])
+def test_unknown_section_exits_2_with_one_line(args, listed, sample_db: Path, capsys, monkeypatch):
+    code, out, err = mlinv([*args, "--db", str(sample_db), "-f", "json"], capsys, monkeypatch)
+    assert code == 2 and not out
+    assert err.startswith("mlinv: error: ") and err.count("\n") == 1
+    assert listed in err
+
+
+def test_section_as_csv_and_table(sample_db: Path, capsys, monkeypatch):
+    args = ["drift", "--db", str(sample_db), "--model", "fraud", "--every", "10m", "--feature",
+            "features.amount"]
+    code, text, err = mlinv([*args, "-f", "csv", "--section", "per interval"], capsys, monkeypatch)
+    assert code == 0, err
+    lines = text.splitlines()
+    assert lines[0].startswith("interval_start,feature,n,")
+    assert len(lines) > 2 and all(",features.amount," in line for line in lines[1:])
+    code, table, err = mlinv([*args, "--section", "1"], capsys, monkeypatch)
+    assert code == 0, err
+    assert "Per interval" in table and "features.amount" in table
+    assert "onset" not in table  # a column of the main table only
+
+
+def test_an_empty_chosen_table_exits_1(capsys):
+    import typer
+
+    from mlinvestigate.cli.common import emit
+    from mlinvestigate.result import Result
+
+    result = Result("Main", ["a"], [(1,)], sections=[Result("Nothing here", ["b"], [])])
+    with pytest.raises(typer.Exit) as exited:
+        emit(result, "json", section="nothing")
+    assert exited.value.exit_code == 1
+    assert capsys.readouterr().err == "mlinv: the table 'Nothing here' has no rows\n"

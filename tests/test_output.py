@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mlinvestigate.errors import UsageError
-from mlinvestigate.output import FORMATS, format_column, iso_utc, render, to_text
+from mlinvestigate.output import FORMATS, find_section, format_column, iso_utc, render, to_text
 from mlinvestigate.result import Result
 
 ESCAPED_RED = "fine\x1b[31m red"
@@ -307,6 +307,24 @@ def test_missing_section_is_a_usage_error() -> None:
         to_text(awkward_result(), "json", section=3)
     with pytest.raises(UsageError, match="has no sections"):
         to_text(Result("Flat", ["a"], [(1,)]), "json", section=0)
+
+
+def test_find_section_by_number_or_a_word_of_its_title() -> None:
+    result = Result("Main", ["a"], [(1,)], sections=[
+        Result("Slowest requests", ["a"], []), Result("Requests per interval", ["a"], []),
+        Result("Requests", ["a"], [])])
+    assert find_section(result, "1") == 0
+    assert find_section(result, " 2 ") == 1
+    assert find_section(result, "SLOWEST") == 0
+    assert find_section(result, "interval") == 1
+    assert find_section(result, "requests") == 2  # the whole of one title wins over parts of others
+    for text, message in (("0", "no extra table 0"), ("4", "no extra table 4"), ("nosuch", "matches"),
+                          ("", "matches"), ("quest", "matches 3 tables")):
+        with pytest.raises(UsageError, match=message) as raised:
+            find_section(result, text)
+        assert "1 (Slowest requests), 2 (Requests per interval), 3 (Requests)" in str(raised.value)
+    with pytest.raises(UsageError, match="no extra tables"):
+        find_section(Result("Flat", ["a"], [(1,)]), "1")
 
 
 def test_format_column_numbers() -> None:

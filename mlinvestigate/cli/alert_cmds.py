@@ -13,6 +13,7 @@ from .common import (
     FormatOption,
     LogsOption,
     ModelOption,
+    SectionOption,
     ServiceOption,
     SinceOption,
     UntilOption,
@@ -41,6 +42,7 @@ def check(
     where: WhereOption = None,
     limit: Annotated[int, typer.Option("--limit", help="At most this many alerts.", min=1)] = 100,
     fmt: FormatOption = "table",
+    section: SectionOption = None,
     db: DbOption = None,
     logs: LogsOption = None,
 ) -> None:
@@ -62,7 +64,7 @@ def check(
     from ..alerts.check import check as run_check
     from ..alerts.check import firing_at_end
     from ..investigations.filters import resolve_filters
-    from ..output import render
+    from ..output import find_section, render
     from ..timeparse import parse_every
 
     interval = parse_every(step)
@@ -72,6 +74,7 @@ def check(
         filters = resolve_filters(con, since, until, wall_clock, model=model, version=version,
                                   service=service, where=where)
         result = run_check(con, filters, loaded, step=interval, limit=limit, source=source)
-    render(result, fmt)
+    # No empty check here: "no alert fired" is an answer (exit 0), as a table with no rows.
+    render(result, fmt, section=find_section(result, section) if section is not None else None)
     if firing_at_end(result):
         raise typer.Exit(1)

@@ -77,6 +77,12 @@ FormatOption = Annotated[
     str,
     typer.Option("--format", "-f", help="table, json, csv or markdown."),
 ]
+SectionOption = Annotated[
+    str | None,
+    typer.Option("--section", help="Print one of the extra tables under the main one instead: its "
+                 "number (1 = the first) or a word of its title, e.g. --section slowest. The way to "
+                 "get it as json/csv.", show_default=False),
+]
 
 
 @dataclass
@@ -95,6 +101,7 @@ class CommonOptions:
     store: str | None = None
     engine: str = "duckdb"
     spark_remote: str | None = None
+    section: str | None = None
 
     def check_format(self) -> None:
         from ..output import FORMATS
@@ -167,11 +174,20 @@ def open_engine(options: CommonOptions) -> Iterator[Any]:
         yield con
 
 
-def emit(result: Result, fmt: str, *, empty_message: str | None = None) -> None:
-    """Print a result; an empty one prints a clear message on stderr and exits 1."""
-    from ..output import render
+def emit(result: Result, fmt: str, *, empty_message: str | None = None,
+         section: str | None = None) -> None:
+    """Print a result, or with `section` (--section: a number or a word of a title) the one of
+    its extra tables that it names; an empty table prints a clear message on stderr and exits 1."""
+    from ..output import find_section, render
 
-    if not result.rows:
+    index = None
+    # An empty result without extra tables is "nothing matched", not "no such table".
+    if section is not None and (result.rows or result.sections):
+        index = find_section(result, section)
+    chosen = result if index is None else result.sections[index]
+    if not chosen.rows:
+        if chosen is not result and result.rows:
+            empty_message = f"the table {chosen.title!r} has no rows"
         print(f"mlinv: {empty_message or 'no matching events'}", file=sys.stderr)
         raise typer.Exit(1)
-    render(result, fmt)
+    render(result, fmt, section=index)

@@ -12,7 +12,7 @@ import typer
 
 from ..errors import UsageError
 from . import app
-from .common import DbOption, FormatOption, LimitOption, emit
+from .common import DbOption, FormatOption, LimitOption, SectionOption, emit
 
 
 @app.command()
@@ -120,6 +120,7 @@ class _IngestProgress:
 def info(
     db: DbOption = None,
     format: FormatOption = "table",
+    section: SectionOption = None,
 ) -> None:
     """What the database holds: sources, counts, time range, services, versions, rejects, and
     record fields no event column reads (candidates for --map).
@@ -134,7 +135,7 @@ def info(
         result = database_info(con)
     finally:
         con.close()
-    emit(result, format, empty_message="the database holds no sources yet")
+    emit(result, format, empty_message="the database holds no sources yet", section=section)
 
 
 @app.command()

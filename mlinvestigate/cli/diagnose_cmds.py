@@ -19,6 +19,7 @@ from .common import (
     FormatOption,
     LogsOption,
     ModelOption,
+    SectionOption,
     ServiceOption,
     SinceOption,
     UntilOption,
@@ -63,6 +64,7 @@ def diagnose(
     service: ServiceOption = None,
     where: WhereOption = None,
     fmt: FormatOption = "table",
+    section: SectionOption = None,
     db: DbOption = None,
     logs: LogsOption = None,
 ) -> None:
@@ -81,7 +83,7 @@ def diagnose(
     with open_database(options.db, options.logs) as con:
         diagnosis = _diagnosis(con, options, at, interval)
     result = causes_table(diagnosis) if causes else to_result(diagnosis)
-    emit(result, options.format, empty_message=_nothing_found(diagnosis))
+    emit(result, options.format, empty_message=_nothing_found(diagnosis), section=section)
 
 
 @app.command()

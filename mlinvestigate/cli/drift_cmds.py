@@ -20,6 +20,7 @@ from .common import (
     LimitOption,
     LogsOption,
     ModelOption,
+    SectionOption,
     ServiceOption,
     SinceOption,
     SparkRemoteOption,
@@ -148,6 +149,7 @@ def drift(
     engine: EngineOption = "duckdb",
     spark_remote: SparkRemoteOption = None,
     format: FormatOption = "table",
+    section: SectionOption = None,
 ) -> None:
     """Did the inputs or outputs change? Compare a reference window (or baseline, or model
     version) with a current one, per field: PSI, KS, Jensen–Shannon, Wasserstein, chi-square,
@@ -214,7 +216,7 @@ def drift(
                     defaulted = True
             result = timeline(con, filters, ref_window, span, start, end, step, options, feature,
                               baseline=saved, baseline_name=baseline, reference_defaulted=defaulted)
-    emit(result, format, empty_message="no matching events")
+    emit(result, format, empty_message="no matching events", section=section)
 
 
 def _check_spark_options(engine: str, spark_remote: str | None, **given: str | None) -> None:
@@ -343,6 +345,7 @@ def quality(
     where: WhereOption = None,
     wall_clock: WallClockOption = False,
     format: FormatOption = "table",
+    section: SectionOption = None,
 ) -> None:
     """Data quality per field: missing/null rate, type mismatches, NaN, out-of-range values
     (against the reference window's range or --range), over time, and when a field first went
@@ -362,7 +365,7 @@ def quality(
                                   service=service, where=where)
         result = quality_report(con, filters, wanted=feature, ranges=ranges, step=step,
                                 reference=reference, wall_clock=wall_clock)
-    emit(result, format)
+    emit(result, format, section=section)
 
 
 @app.command()

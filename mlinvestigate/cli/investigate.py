@@ -24,6 +24,7 @@ from .common import (
     LimitOption,
     LogsOption,
     ModelOption,
+    SectionOption,
     ServiceOption,
     SinceOption,
     SparkRemoteOption,
@@ -69,7 +70,7 @@ def _investigate(options: CommonOptions,
         )
         result = call(con, filters)
         message = (empty_message or _empty_message(con, filters)) if not result.rows else None
-    emit(result, options.format, empty_message=message)
+    emit(result, options.format, empty_message=message, section=options.section)
 
 
 def _empty_message(con: duckdb.DuckDBPyConnection | Engine, filters: Filters) -> str:
@@ -132,6 +133,7 @@ def summary(
     where: WhereOption = None,
     limit: LimitOption = 20,
     fmt: FormatOption = "table",
+    section: SectionOption = None,
     db: DbOption = None,
     logs: LogsOption = None,
     store: StoreOption = None,
@@ -151,7 +153,7 @@ def summary(
     thresholds = thresholds.with_error_limits(_error_limits(max_error or []))
     keys = _names(by)
     _investigate(CommonOptions(db, logs, since, until, wall_clock, model, version, service,
-                                where, limit, fmt, store, engine, spark_remote),
+                                where, limit, fmt, store, engine, spark_remote, section),
                  lambda con, f: run_summary(con, f, by=keys, thresholds=thresholds))
 
 
@@ -183,6 +185,7 @@ def slow(
     where: WhereOption = None,
     limit: LimitOption = 20,
     fmt: FormatOption = "table",
+    section: SectionOption = None,
     db: DbOption = None,
     logs: LogsOption = None,
     store: StoreOption = None,
@@ -198,7 +201,7 @@ def slow(
 
     threshold_ms = parse_latency_ms(threshold)
     _investigate(CommonOptions(db, logs, since, until, wall_clock, model, version, service,
-                                where, limit, fmt, store, engine, spark_remote),
+                                where, limit, fmt, store, engine, spark_remote, section),
                  lambda con, f: run_slow(con, f, by=by, threshold_ms=threshold_ms))
 
 
@@ -245,6 +248,7 @@ def trace(
     request_id: Annotated[str, typer.Argument(
         help="A request id (or trace id), or a unique prefix of one.", show_default=False)],
     fmt: FormatOption = "table",
+    section: SectionOption = None,
     db: DbOption = None,
     logs: LogsOption = None,
     store: StoreOption = None,
@@ -263,7 +267,7 @@ def trace(
     with open_engine(options) as con, _working():
         result = run_trace(con, request_id)
     emit(result, fmt, empty_message=f"no events with a request_id or trace_id starting with "
-         f"{request_id!r}")
+         f"{request_id!r}", section=section)
 
 
 @app.command()
