@@ -71,7 +71,7 @@ def _feature_payload(reference: ReferenceSide, feature: Feature) -> dict[str, An
     buckets = reference.buckets.get(name)
     if buckets is not None:
         item["buckets"] = {"counts": [int(c) for c in buckets.counts], "above": buckets.above,
-                           "below": buckets.below, "n": buckets.n}
+                           "below": buckets.below, "n": buckets.n, "tail_sums": list(buckets.tail_sums)}
     if name in reference.categories:
         item["categories"] = reference.categories[name]
     return item
@@ -114,8 +114,11 @@ def from_payload(text: str, description: str) -> ReferenceSide:
             reference.bins[name] = NumericBins(binning, tuple(b["grid"]), tuple(b["boundaries"]))
         if "buckets" in item:
             b = item["buckets"]
+            # Baselines saved before tail sums existed have none: W1 then guesses inside the
+            # outer buckets as it used to.
             reference.buckets[name] = Buckets(np.array(b["counts"], dtype=np.int64), float(b["above"]),
-                                              float(b["below"]), int(b["n"]))
+                                              float(b["below"]), int(b["n"]),
+                                              tuple(float(v) for v in b.get("tail_sums", ())))
         if "categories" in item:
             reference.categories[name] = {str(k): int(v) for k, v in item["categories"].items()}
     return reference

@@ -205,7 +205,7 @@ def run_scan(
     position_of = {f.name: scan.index[id(f)] for f in features}
     boundaries = {position_of[name]: bins.boundaries for name, bins in reference.bins.items()
                   if name in position_of}
-    limits = {position_of[name]: (float(bins.grid[0]), float(bins.grid[-1]))
+    limits = {position_of[name]: (float(bins.grid[0]), float(bins.grid[-1]), bins.tail_cuts)
               for name, bins in reference.bins.items() if name in position_of}
 
     # One pass per source: scope counts, bucket counts and value counts together.

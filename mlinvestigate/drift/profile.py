@@ -134,12 +134,20 @@ class Buckets:
 
     ``counts[j]`` is the number of values in (b[j-1], b[j]] (j = 0: x <= b[0]); the last
     entry counts x > b[-1]. ``above``/``below`` are sums of (x − hi) over x > hi and of
-    (lo − x) over x < lo, with hi/lo the reference max/min: the exact Wasserstein tails."""
+    (lo − x) over x < lo, with hi/lo the reference max/min: the exact Wasserstein tails.
+    ``tail_sums`` are Σx over x <= c0, x <= c1, x > c2 and x > c3 at the :data:`TailCuts` (empty
+    when the grid is too short): with them the widest grid buckets, the outer ones, need no
+    guess of where their values lie."""
 
     counts: np.ndarray
     above: float
     below: float
     n: int
+    tail_sums: tuple[float, ...] = ()
+
+
+Limits = tuple[float, float, tuple[float, ...]]
+"""Per numeric feature: the reference min and max, and the tail cuts (grid points 1, 2, -3, -2)."""
 
 
 def _quote_literal(text: str) -> str:
@@ -383,7 +391,7 @@ class Scan:
         self,
         source: str,
         boundaries: Mapping[int, Sequence[float]],
-        limits: Mapping[int, tuple[float, float]],
+        limits: Mapping[int, Limits],
     ) -> tuple[dict[int, dict[int, Buckets]], dict[int, dict[int, dict[str, int]]],
                dict[int, dict[str, dict[int, Population]]]]:
         """Per group: bucket counts of each numeric feature over `boundaries`, value counts of
@@ -417,9 +425,10 @@ class Scan:
         if not numeric and not categories:
             return numeric_out, categorical_out, counts
         aggregates: list[str] = []
+        widths: dict[int, int] = {}
         for i in numeric:
             params[f"b{i}"] = [float(b) for b in boundaries[i]]
-            lo, hi = limits[i]
+            lo, hi, cuts = limits[i]
             params[f"lo{i}"] = float(lo)
             params[f"hi{i}"] = float(hi)
             aggregates += [
@@ -428,18 +437,24 @@ class Scan:
                 f"sum(CASE WHEN x{i} < $lo{i} THEN $lo{i} - x{i} END)",
                 f"count(x{i})",
             ]
+            for k, cut in enumerate(cuts):
+                params[f"c{i}_{k}"] = float(cut)
+                test = "<=" if k < len(cuts) // 2 else ">"
+                aggregates.append(f"sum(CASE WHEN x{i} {test} $c{i}_{k} THEN x{i} END)")
+            widths[i] = 4 + len(cuts)
         for i in categories:
             aggregates.append(f"histogram(x{i})")
         sql = f"SELECT win, {', '.join(aggregates)} FROM ({rows_sql}) GROUP BY win"
         for row in self.con.execute(sql, params).fetchall():
             win = int(row[0])
-            for position, i in enumerate(numeric):
-                histogram, above, below, n = row[1 + 4 * position : 5 + 4 * position]
+            offset = 1
+            for i in numeric:
+                histogram, above, below, n, *sums = row[offset : offset + widths[i]]
+                offset += widths[i]
                 numeric_out.setdefault(win, {})[i] = Buckets(
                     _aligned_counts(histogram, boundaries[i]), float(above or 0.0),
-                    float(below or 0.0), int(n),
+                    float(below or 0.0), int(n), tuple(float(v or 0.0) for v in sums),
                 )
-            offset = 1 + 4 * len(numeric)
             for position, i in enumerate(categories):
                 histogram = row[offset + position] or {}
                 categorical_out.setdefault(win, {})[i] = {

@@ -48,7 +48,7 @@ from .features import (
     SampledField,
     check_field_name,
 )
-from .profile import QUANTILE_GRID, Buckets, Part, Population, Profile, _monotone, scope_key
+from .profile import QUANTILE_GRID, Buckets, Limits, Part, Population, Profile, _monotone, scope_key
 from .stats import DECILES
 
 if TYPE_CHECKING:
@@ -378,7 +378,7 @@ class SparkScan:
         self,
         source: str,
         boundaries: Mapping[int, Sequence[float]],
-        limits: Mapping[int, tuple[float, float]],
+        limits: Mapping[int, Limits],
     ) -> tuple[dict[int, dict[int, Buckets]], dict[int, dict[int, dict[str, int]]],
                dict[int, dict[str, dict[int, Population]]]]:
         """As Scan.buckets. One statement counts per (group, scope); a second unpivots every
@@ -418,41 +418,59 @@ class SparkScan:
             for i in categories:
                 categorical_out.setdefault(win, {})[i] = {}
         items: list[str] = []
+        no_sums = ", ".join(f"'s{k}', CAST(NULL AS DOUBLE)" for k in range(4))
         for i in numeric:
             params[f"b{i}"] = [float(b) for b in boundaries[i]]
-            lo, hi = limits[i]
+            lo, hi, cuts = limits[i]
             params[f"lo{i}"] = float(lo)
             params[f"hi{i}"] = float(hi)
+            # The same tail sums as DuckDB's (profile.Buckets.tail_sums), when there are cuts.
+            sums = []
+            for k in range(4):
+                if cuts:
+                    params[f"c{i}_{k}"] = float(cuts[k])
+                    test = "<=" if k < 2 else ">"
+                    sums.append(f"'s{k}', CASE WHEN x{i} {test} :c{i}_{k} THEN x{i} END")
+                else:
+                    sums.append(f"'s{k}', CAST(NULL AS DOUBLE)")
             # Bucket j holds b[j-1] < x <= b[j]: j is the number of boundaries below x.
             items.append(
                 f"named_struct('f', {i}, 'j', CASE WHEN x{i} IS NOT NULL "
                 f"THEN size(filter(:b{i}, e -> e < x{i})) END, 'c', CAST(NULL AS STRING), "
                 f"'a', CASE WHEN x{i} > :hi{i} THEN x{i} - :hi{i} END, "
-                f"'b', CASE WHEN x{i} < :lo{i} THEN :lo{i} - x{i} END)"
+                f"'b', CASE WHEN x{i} < :lo{i} THEN :lo{i} - x{i} END, {', '.join(sums)})"
             )
         for i in categories:
             items.append(f"named_struct('f', {i}, 'j', CAST(NULL AS INT), 'c', CAST(x{i} AS STRING), "
-                         "'a', CAST(NULL AS DOUBLE), 'b', CAST(NULL AS DOUBLE))")
-        sql = (f"SELECT win, f, j, c, count(*), sum(a), sum(b) FROM ({rows_sql}) "
-               f"LATERAL VIEW inline(array({', '.join(items)})) t AS f, j, c, a, b "
+                         f"'a', CAST(NULL AS DOUBLE), 'b', CAST(NULL AS DOUBLE), {no_sums})")
+        sql = (f"SELECT win, f, j, c, count(*), sum(a), sum(b), sum(s0), sum(s1), sum(s2), sum(s3) "
+               f"FROM ({rows_sql}) "
+               f"LATERAL VIEW inline(array({', '.join(items)})) t AS f, j, c, a, b, s0, s1, s2, s3 "
                "WHERE j IS NOT NULL OR c IS NOT NULL GROUP BY win, f, j, c")
-        above: dict[tuple[int, int], list[float]] = {}
-        below: dict[tuple[int, int], list[float]] = {}
-        for win, i, j, category, count, over, under in self.engine.execute(sql, params).fetchall():
+        # Per (group, feature): partial sums of above, below and the four tail sums, added up
+        # with fsum at the end (one partial sum per bucket row).
+        partial: dict[tuple[int, int], list[list[float]]] = {}
+        for win, i, j, category, count, *sums in self.engine.execute(sql, params).fetchall():
             win, i = int(win), int(i)
             if j is not None:
                 buckets = numeric_out.setdefault(win, {}).setdefault(i, Buckets(
                     np.zeros(len(boundaries[i]) + 1, dtype=np.int64), 0.0, 0.0, 0))
                 buckets.counts[int(j)] += int(count)
                 buckets.n += int(count)
-                above.setdefault((win, i), []).append(float(over or 0.0))
-                below.setdefault((win, i), []).append(float(under or 0.0))
+                lists = partial.setdefault((win, i), [[] for _ in range(6)])
+                for k, value in enumerate(sums):
+                    lists[k].append(float(value or 0.0))
             else:
                 categorical_out.setdefault(win, {}).setdefault(i, {})[category] = int(count)
-        for (win, i), sums in above.items():
-            numeric_out[win][i].above = math.fsum(sums)
-        for (win, i), sums in below.items():
-            numeric_out[win][i].below = math.fsum(sums)
+        for (win, i), lists in partial.items():
+            buckets = numeric_out[win][i]
+            buckets.above, buckets.below = math.fsum(lists[0]), math.fsum(lists[1])
+            if limits[i][2]:
+                buckets.tail_sums = tuple(math.fsum(values) for values in lists[2:])
+        for per_feature in numeric_out.values():
+            for i, buckets in per_feature.items():
+                if limits[i][2] and not buckets.tail_sums:
+                    buckets.tail_sums = (0.0, 0.0, 0.0, 0.0)  # a group with no values
         for per_feature in categorical_out.values():
             for i, values in per_feature.items():
                 per_feature[i] = {k: values[k] for k in sorted(values)}

@@ -102,8 +102,9 @@ def _pool(groups: Sequence[GroupSide], name: str) -> GroupSide:
             population.add(group.populations[name])
         if name in group.buckets:
             b = group.buckets[name]
-            buckets = b if buckets is None else Buckets(buckets.counts + b.counts, buckets.above + b.above,
-                                                        buckets.below + b.below, buckets.n + b.n)
+            buckets = b if buckets is None else Buckets(
+                buckets.counts + b.counts, buckets.above + b.above, buckets.below + b.below,
+                buckets.n + b.n, tuple(x + y for x, y in zip(buckets.tail_sums, b.tail_sums, strict=False)))
         for key, count in group.categories.get(name, {}).items():
             categories[key] = categories.get(key, 0) + count
     pooled.populations[name] = population
