@@ -435,13 +435,12 @@ class Scan:
                 f"histogram(x{i}, $b{i})",
                 f"sum(CASE WHEN x{i} > $hi{i} THEN x{i} - $hi{i} END)",
                 f"sum(CASE WHEN x{i} < $lo{i} THEN $lo{i} - x{i} END)",
-                f"count(x{i})",
             ]
             for k, cut in enumerate(cuts):
                 params[f"c{i}_{k}"] = float(cut)
                 test = "<=" if k < len(cuts) // 2 else ">"
                 aggregates.append(f"sum(CASE WHEN x{i} {test} $c{i}_{k} THEN x{i} END)")
-            widths[i] = 4 + len(cuts)
+            widths[i] = 3 + len(cuts)
         for i in categories:
             aggregates.append(f"histogram(x{i})")
         sql = f"SELECT win, {', '.join(aggregates)} FROM ({rows_sql}) GROUP BY win"
@@ -449,11 +448,12 @@ class Scan:
             win = int(row[0])
             offset = 1
             for i in numeric:
-                histogram, above, below, n, *sums = row[offset : offset + widths[i]]
+                histogram, above, below, *sums = row[offset : offset + widths[i]]
                 offset += widths[i]
+                per_bucket = _aligned_counts(histogram, boundaries[i])
                 numeric_out.setdefault(win, {})[i] = Buckets(
-                    _aligned_counts(histogram, boundaries[i]), float(above or 0.0),
-                    float(below or 0.0), int(n), tuple(float(v or 0.0) for v in sums),
+                    per_bucket, float(above or 0.0), float(below or 0.0), int(per_bucket.sum()),
+                    tuple(float(v or 0.0) for v in sums),
                 )
             for position, i in enumerate(categories):
                 histogram = row[offset + position] or {}
