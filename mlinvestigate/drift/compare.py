@@ -309,8 +309,10 @@ def compare_feature(
     current_families: Mapping[str, str],
     *,
     p_value: bool = True,
+    everything: bool = True,
 ) -> FeatureDrift:
-    """Every statistic and the verdict of one feature, reference against one current group."""
+    """Every statistic and the verdict of one feature, reference against one current group
+    (without `everything`: PSI and the statistic of the verdict only, see numeric_statistics)."""
     name = feature.name
     drift = FeatureDrift(feature, reference.populations.get(name, Population()),
                          current.populations.get(name, Population()))
@@ -324,14 +326,15 @@ def compare_feature(
             profile = reference.profiles.get(name)
             std = profile.std if profile is not None and profile.std is not None else 0.0
             numeric_statistics(drift, reference.bins[name], reference.buckets[name],
-                               current.buckets[name], std, options, p_value=p_value)
+                               current.buckets[name], std, options, p_value=p_value,
+                               everything=everything)
         elif feature.kind == "categorical":
             ref_counts = reference.categories.get(name, {})
             cur_counts = current.categories.get(name, {})
             if ref_counts and cur_counts:
                 # Per interval the p-value is skipped unless it is what the verdict is made of.
                 categorical_statistics(drift, ref_counts, cur_counts, options,
-                                       p_value=p_value or options.method == "chi2")
+                                       p_value=p_value or options.method == "chi2", everything=everything)
     judge(drift, options)
     if (feature.kind == "numeric" and drift.verdict in ("moderate", "significant")
             and name in reference.bins and name in reference.buckets and name in current.buckets

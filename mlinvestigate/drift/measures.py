@@ -346,27 +346,33 @@ def ks_test(ref_counts: np.ndarray, cur_counts: np.ndarray) -> tuple[float, floa
 
 def numeric_statistics(
     drift: FeatureDrift, bins: NumericBins, ref: Buckets, cur: Buckets, ref_std: float,
-    options: Options, *, p_value: bool = True,
+    options: Options, *, p_value: bool = True, everything: bool = True,
 ) -> None:
     """Fill PSI, JS, TV, KS and Wasserstein of a numeric feature from its bucket counts.
 
     Without `p_value` only the KS statistic is computed (the exact p-value costs up to a
-    few tenths of a second for windows of ~10⁴ values, too much per interval)."""
+    few tenths of a second for windows of ~10⁴ values, too much per interval). Without
+    `everything` only PSI and the statistic the verdict is made of (per interval, where the
+    others are shown only for a few features)."""
+    wanted = options.method_for(drift.feature)
     r, c = bins.binning.pair(bins.psi_counts(ref), bins.psi_counts(cur))
     drift.n_bins = len(r)
     drift.psi = stats.psi(r, c, options.smoothing)
-    drift.js = stats.js_distance(r, c, options.js_base)
-    drift.tv = stats.total_variation(r, c)
+    if everything or wanted == "js":
+        drift.js = stats.js_distance(r, c, options.js_base)
+    if everything or wanted == "tv":
+        drift.tv = stats.total_variation(r, c)
     if p_value:
         drift.ks, drift.p_value = ks_test(bins.grid_counts(ref), bins.grid_counts(cur))
-    else:
+    elif everything or wanted == "ks":
         drift.ks = ks_statistic(bins.grid_counts(ref), bins.grid_counts(cur))
-    drift.wasserstein = wasserstein_from_buckets(bins, ref, cur, ref_std)
+    if everything or wanted == "wasserstein":
+        drift.wasserstein = wasserstein_from_buckets(bins, ref, cur, ref_std)
 
 
 def categorical_statistics(
     drift: FeatureDrift, ref: Mapping[str, int], cur: Mapping[str, int], options: Options,
-    *, p_value: bool = True,
+    *, p_value: bool = True, everything: bool = True,
 ) -> None:
     """Fill PSI, JS, TV and (with `p_value`) chi-square of a categorical feature from its value
     counts, over the union of the categories either window has."""
@@ -378,8 +384,11 @@ def categorical_statistics(
         return
     drift.n_bins = len(keys)
     drift.psi = stats.psi(r, c, options.smoothing)
-    drift.js = stats.js_distance(r, c, options.js_base)
-    drift.tv = stats.total_variation(r, c)
+    wanted = options.method_for(drift.feature)
+    if everything or wanted == "js":
+        drift.js = stats.js_distance(r, c, options.js_base)
+    if everything or wanted == "tv":
+        drift.tv = stats.total_variation(r, c)
     if p_value:
         drift.p_value = stats.chi2_contingency(r, c).pvalue
     total_ref, total_cur = float(r.sum()), float(c.sum())

@@ -175,7 +175,8 @@ def timeline(
         for k in all_keys:
             group = outcome.groups.get(k, empty)
             per_interval.append((starts[k], compare_feature(feature, outcome.reference, group, options,
-                                                            outcome.current_families, p_value=False)))
+                                                            outcome.current_families, p_value=False,
+                                                            everything=False)))
         timelines.append(_summarize(feature.name, per_interval, outcome, options, keys, starts))
     timelines.sort(key=lambda t: (t.drift.sort_key()[0], t.onset or datetime.max, t.drift.sort_key()[1:]))
     rows = [_row(t, options) for t in timelines]
@@ -192,8 +193,14 @@ def timeline(
             notes.append(f"Per-interval values of the {len(changed)} changed features "
                          f"({len(changed) * len(all_keys):,} rows) are left out: choose features with "
                          f"--feature, e.g. --feature {changed[0].drift.feature.name}.")
-    interval_rows = [(start, d.feature.name, d.cur.valid, _pct(d.cur.missing_rate()), d.psi, d.ks, d.js,
-                      d.wasserstein, d.verdict) for t in detailed for start, d in t.per_interval]
+    interval_rows = []
+    for t in detailed:
+        # The intervals shown get every statistic (the first pass computed what the onset needs).
+        for k, (start, _) in zip(all_keys, t.per_interval, strict=True):
+            d = compare_feature(t.drift.feature, outcome.reference, outcome.groups.get(k, empty), options,
+                                outcome.current_families, p_value=False)
+            interval_rows.append((start, d.feature.name, d.cur.valid, _pct(d.cur.missing_rate()), d.psi,
+                                  d.ks, d.js, d.wasserstein, d.verdict))
     sections = []
     if interval_rows:
         sections.append(Result("Per interval (features chosen with --feature, or that changed)",
