@@ -376,6 +376,25 @@ def test_percentiles_are_exact_over_each_window(sample_con: duckdb.DuckDBPyConne
     assert series.support[i] == len(latencies)
 
 
+def test_percentiles_in_time_chunks_equal_one_statement(sample_con: duckdb.DuckDBPyConnection,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Long histories are cut into time chunks to bound memory; every window must come out
+    # the same, including those whose lines straddle a chunk edge.
+    from mlinvestigate.alerts import signals
+
+    lines_sql, params = event_kinds(sample_con).request_line_sql()
+    scope = Scope(Filters(), lines_sql, params, (grouping("service"),))
+    signal = parse("p95(latency_ms)[5m] > 0").signal  # type: ignore[union-attr]
+    grid = _grid(at(0, 0), 240)
+    whole = compute(sample_con, signal, grid, scope)
+    monkeypatch.setattr(signals, "ORDER_VALUES_PER_STATEMENT", 5_000)
+    chunked = compute(sample_con, signal, grid, scope)
+    assert whole.keys() == chunked.keys()
+    for key in whole:
+        np.testing.assert_array_equal(whole[key].values, chunked[key].values)
+        np.testing.assert_array_equal(whole[key].support, chunked[key].support)
+
+
 def test_psi_is_the_drift_commands_psi(sample_con: duckdb.DuckDBPyConnection) -> None:
     from mlinvestigate.drift.compare import compare_feature, run_scan
     from mlinvestigate.drift.measures import Options
