@@ -25,8 +25,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .drift.discovery import discover
-from .drift.features import NUMBER_TYPES, SCOPE_SQL, Feature, check_field_name, json_path_literal
-from .drift.profile import Part
+from .drift.features import NUMBER_TYPES, Feature, check_field_name, json_path_literal
+from .drift.profile import Part, scope_key
 from .drift.windows import choose_windows, parse_user_window, time_range
 from .errors import EmptyResult, UsageError
 from .investigations.filters import Filters, where_sql
@@ -125,7 +125,7 @@ def _column_family(feature: Feature) -> str:
     return "number" if feature.kind == "numeric" else "string"
 
 
-def _field_sql(feature: Feature, i: int, position: int | None) -> list[str]:
+def _field_sql(feature: Feature, i: int) -> list[str]:
     """Per-row expressions: v{i} value, p{i} present, n{i} JSON null, t{i} type family."""
     if feature.source == "column":
         spec = feature.column
@@ -133,38 +133,41 @@ def _field_sql(feature: Feature, i: int, position: int | None) -> list[str]:
         family = _column_family(feature)
         return [f"{spec.value_sql} AS v{i}", f"({spec.present_sql}) AS p{i}", f"false AS n{i}",
                 f"CASE WHEN {spec.present_sql} THEN '{family}' END AS t{i}"]
-    item = f"j[{position}]"
+    # The record field's JSON text and type come from the layer below (one json_type per field
+    # and row, not one per use).
+    item, kind = f"j{i}", f"jt{i}"
     numbers = ", ".join(f"'{t}'" for t in NUMBER_TYPES)
     if feature.kind == "numeric":
-        value = f"CASE WHEN json_type({item}) IN ({numbers}) THEN CAST({item} AS DOUBLE) END"
+        value = f"CASE WHEN {kind} IN ({numbers}) THEN CAST({item} AS DOUBLE) END"
     else:
-        value = (f"CASE WHEN json_type({item}) NOT IN ('NULL', 'OBJECT', 'ARRAY') "
+        value = (f"CASE WHEN {kind} NOT IN ('NULL', 'OBJECT', 'ARRAY') "
                  f"THEN json_extract_string({item}, '$') END")
-    family = (f"CASE json_type({item}) WHEN 'VARCHAR' THEN 'string' WHEN 'BOOLEAN' THEN 'boolean' "
+    family = (f"CASE {kind} WHEN 'VARCHAR' THEN 'string' WHEN 'BOOLEAN' THEN 'boolean' "
               f"WHEN 'OBJECT' THEN 'object' WHEN 'ARRAY' THEN 'array' WHEN 'NULL' THEN 'null' "
-              f"ELSE CASE WHEN json_type({item}) IN ({numbers}) THEN 'number' END END")
+              f"ELSE CASE WHEN {kind} IN ({numbers}) THEN 'number' END END")
     return [f"{value} AS v{i}", f"({item} IS NOT NULL) AS p{i}",
-            f"coalesce(json_type({item}) = 'NULL', false) AS n{i}",
+            f"coalesce({kind} = 'NULL', false) AS n{i}",
             f"{family} AS t{i}"]
 
 
 def _base_sql(features: Sequence[Feature], filters: Filters) -> tuple[str, dict[str, Any]]:
     where, params = where_sql(filters)
     attrs = [f for f in features if f.source == "attrs"]
-    selects = ["*", f"{SCOPE_SQL} AS scope"]
+    selects = ["*"]
     if attrs:
         paths = ", ".join(json_path_literal(f.name) for f in attrs)
         selects.append(f"json_extract(attrs, [{paths}]) AS j")
     inner = f"SELECT {', '.join(selects)} FROM events WHERE {where}"
-    outer = ["ts", "service", "model_version", "scope"]
-    position = 0
+    middle = ["*"]
+    for position, feature in enumerate(attrs, start=1):
+        i = features.index(feature)
+        middle += [f"j[{position}] AS j{i}", f"json_type(j[{position}]) AS jt{i}"]
+    # The scope columns stay apart: grouping on them beats building service|event|model text
+    # for every row.
+    outer = ["ts", "service", "event", "model_id", "model_version"]
     for i, feature in enumerate(features):
-        if feature.source == "attrs":
-            position += 1
-            outer += _field_sql(feature, i, position)
-        else:
-            outer += _field_sql(feature, i, None)
-    return f"(SELECT {', '.join(outer)} FROM ({inner}))", params
+        outer += _field_sql(feature, i)
+    return f"(SELECT {', '.join(outer)} FROM (SELECT {', '.join(middle)} FROM ({inner})))", params
 
 
 def reference_ranges(con: duckdb.DuckDBPyConnection, filters: Filters, features: Sequence[Feature],
@@ -225,10 +228,12 @@ def quality_report(
     origin_us = ((first - datetime(1970, 1, 1)) // timedelta(microseconds=1)) // step_us * step_us
     aggregates = ["count(*)"]
     for i, feature in enumerate(features):
-        aggregates += [f"count(*) FILTER (WHERE p{i})", f"count(*) FILTER (WHERE n{i})"]
+        column = feature.source == "column"
+        # An event column is never JSON null and always of its one type: no per-row work.
+        aggregates += [f"count_if(p{i})", "0" if column else f"count_if(n{i})"]
         if feature.kind == "numeric":
-            aggregates += [f"count(*) FILTER (WHERE isfinite(v{i}))",
-                           f"count(*) FILTER (WHERE v{i} IS NOT NULL AND NOT isfinite(v{i}))"]
+            aggregates += [f"count_if(isfinite(v{i}))",
+                           f"count_if(v{i} IS NOT NULL AND NOT isfinite(v{i}))"]
             value_range = bounds.get(feature.name)
             conditions = []
             if value_range is not None and value_range.low is not None:
@@ -238,16 +243,16 @@ def quality_report(
                 params[f"hi{i}"] = value_range.high
                 conditions.append(f"v{i} > $hi{i}")
             if conditions:
-                aggregates.append(f"count(*) FILTER (WHERE isfinite(v{i}) AND ({' OR '.join(conditions)}))")
+                aggregates.append(f"count_if(isfinite(v{i}) AND ({' OR '.join(conditions)}))")
             else:
                 aggregates.append("0")
         else:
             aggregates += [f"count(v{i})", "0", "0"]
-        aggregates.append(f"histogram(t{i})")
+        aggregates.append("NULL" if column else f"histogram(t{i})")
     key = f"CAST(floor((epoch_us(ts) - {origin_us}) / {step_us}) AS BIGINT)"
-    sql = (f"SELECT {key} AS k, scope, service, model_version, {', '.join(aggregates)} "
+    sql = (f"SELECT {key} AS k, service, event, model_id, model_version, {', '.join(aggregates)} "
            f"FROM {base} GROUP BY ALL")
-    rows = con.execute(sql, params).fetchall()
+    rows = [_scoped(row, features) for row in con.execute(sql, params).fetchall()]
     if not rows:
         raise EmptyResult(f"no events ({filters.describe()})")
     # (feature, interval, service, version) → Counts over the feature's scopes.
@@ -343,6 +348,20 @@ def quality_report(
         notes.append(f"Not checked (ids, hashes, free text, arrays): {skipped}.")
     return Result("Data quality", list(COLUMNS), main_rows, notes=notes,
                   units={"missing_pct": "%", "null_pct": "%"}, sections=sections)
+
+
+def _scoped(row: tuple[Any, ...], features: Sequence[Feature]) -> tuple[Any, ...]:
+    """(k, service, event, model_id, version, total, 6 per feature) as (k, scope, service, version,
+    total, 6 per feature), an event column's type counts filled in: all present values are of
+    its one type."""
+    k, service, event, model_id, version, total, *cells = row
+    for i, feature in enumerate(features):
+        for j in range(6 * i, 6 * i + 5):
+            cells[j] = cells[j] or 0  # count_if over only NULL tests is NULL, not 0
+        if feature.source == "column":
+            present = cells[6 * i]
+            cells[6 * i + 5] = {_column_family(feature): present} if present else {}
+    return (k, scope_key(service, event, model_id), service, version, total, *cells)
 
 
 def _pct(part: int, whole: int) -> float | None:
