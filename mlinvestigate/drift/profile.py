@@ -55,7 +55,7 @@ group with more rows than this has its record fields read from evenly spread blo
 consecutive rows (deterministic: the same database gives the same blocks); event columns are
 always read in full."""
 
-ATTRS_SAMPLE_ROWS = 150_000
+ATTRS_SAMPLE_ROWS = 100_000
 """About this many rows per group are read for record fields when a group is sampled."""
 
 COLUMN_EXACT_ROWS = 1_500_000
@@ -63,7 +63,7 @@ COLUMN_EXACT_ROWS = 1_500_000
 evenly spread blocks like record fields, but ten times more rows (:data:`COLUMN_SAMPLE_ROWS`),
 since a column costs about a tenth of a record to read. ``--exact`` reads everything."""
 
-COLUMN_SAMPLE_ROWS = 1_000_000
+COLUMN_SAMPLE_ROWS = 500_000
 
 BLOCK_ROWS = 8_192
 
