@@ -137,7 +137,8 @@ def drift(
         "--min-samples", help="Fewer usable values in a window gives 'insufficient data'.")] = 100,
     exact: Annotated[bool, typer.Option(
         "--exact", help="Read every row of big windows (by default windows over 1.5M rows are read "
-        "from evenly spread blocks of rows; record fields over 200k).")] = False,
+        "from evenly spread blocks of rows; record fields over 200k). Implied by "
+        "--binning sturges-combined and doane-ref.")] = False,
     db: DbOption = None,
     logs: LogsOption = None,
     model: ModelOption = None,

@@ -91,6 +91,11 @@ class ScanOutcome:
     """The same for event columns (much cheaper to read, so sampled only in bigger windows)."""
 
 
+EXACT_BINNINGS = frozenset({"sturges-combined", "doane-ref"})
+"""Binnings that reproduce another tool's numbers: their bin count and edges depend on the
+window's n, min, max (and skewness), so both windows are always read in full for them."""
+
+
 def _sample_every(valid: int) -> int:
     return 1 if valid <= EXACT_QUANTILE_LIMIT else max(valid // QUANTILE_SAMPLE_TARGET, 1)
 
@@ -144,7 +149,7 @@ def run_scan(
         `per_interval` blocks an interval so each interval is read in several places)."""
         side = 0 if part.key_sql.strip() == "0" else 1
         rows = sum(discovery.rows.get(side, {}).values())
-        if options.exact or rows <= exact_rows:
+        if options.exact or options.binning in EXACT_BINNINGS or rows <= exact_rows:
             return side, None
         last = k == len(parts) - 1
         target = max(target_rows, per_interval * 2048 * (intervals if last else 1))
