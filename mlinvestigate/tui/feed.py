@@ -42,11 +42,9 @@ BUFFER_CAP = 64 << 20
 FEED_MAX = 4 << 20
 """At most this many bytes per commit (≈ 11k sample lines, half a second of a 20k lines/s stream;
 measured fastest: 8 and 16 MiB pieces were 15-20 % slower per line)."""
-BEHIND_BYTES = 3 * FEED_MAX
+BEHIND_BYTES = 2 * FEED_MAX
 """Read but not yet ingested beyond this: ingestion is behind, and the screen refreshes less
-often to leave it the CPU. About 1.7 s of a 20k lines/s stream: at 2 pieces (1.1 s) a normal
-pause between two commits already counted as behind, and the screen refreshed 0.97 times a
-second; at 3, 1.00-1.01, with the lag's p95 1.4-1.5 s and its max 1.7-1.8 s (BENCHMARKS.md §3)."""
+often to leave it the CPU."""
 IDLE_WAIT_S = 0.05
 """How long the ingester waits for data before looking again (and checking for quit)."""
 PUBLISH_EVERY_S = 0.2
