@@ -133,8 +133,7 @@ def _field_sql(feature: Feature, i: int) -> list[str]:
         family = _column_family(feature)
         return [f"{spec.value_sql} AS v{i}", f"({spec.present_sql}) AS p{i}", f"false AS n{i}",
                 f"CASE WHEN {spec.present_sql} THEN '{family}' END AS t{i}"]
-    # The record field's JSON text and type come from the layer below (one json_type per field
-    # and row, not one per use).
+    # The record field's JSON text and type are columns of the layer below, named once there.
     item, kind = f"j{i}", f"jt{i}"
     numbers = ", ".join(f"'{t}'" for t in NUMBER_TYPES)
     if feature.kind == "numeric":

@@ -141,43 +141,16 @@ def run_scan(
                           for scope in f.scopes})
     sampled: dict[int, float] = {}
     column_sampled: dict[int, float] = {}
-    intervals = interval_count or 1
-
-    def sample_of(k: int, part: Part, exact_rows: int, target_rows: int,
-                  per_interval: int) -> tuple[int, BlockSample | None]:
-        """Blocks for part k when its window is over `exact_rows` (with --every, at least
-        `per_interval` blocks an interval so each interval is read in several places)."""
-        side = 0 if part.key_sql.strip() == "0" else 1
-        rows = sum(discovery.rows.get(side, {}).values())
-        if options.exact or options.binning in EXACT_BINNINGS or rows <= exact_rows:
-            return side, None
-        last = k == len(parts) - 1
-        target = max(target_rows, per_interval * 2048 * (intervals if last else 1))
-        # Per interval, blocks of one DuckDB vector (2,048 rows): the finest spread that still
-        # reads whole vectors, so an onset inside an interval is seen (bigger blocks moved the
-        # sample's onset one interval late). Two windows take fewer, cheaper 8,192-row blocks.
-        return side, block_sample(con, filters, part, rows, target=target,
-                                  min_blocks=per_interval * intervals if last else 1,
-                                  block=2048 if interval_count else BLOCK_ROWS)
-
     # Spark reads every row: its row order is no row id, and reading is its job.
     if not spark:
-        column_blocks: dict[int, BlockSample | None] = {}
-        for k, part in enumerate(parts):
-            side, column_blocks[k] = sample_of(k, part, COLUMN_EXACT_ROWS, COLUMN_SAMPLE_ROWS, 3)
-            if column_blocks[k] is not None:
-                rows = sum(discovery.rows.get(side, {}).values())
-                column_sampled[side] = min(column_blocks[k].rows / rows, 1.0)
+        column_blocks, column_sampled = _samples(con, filters, parts, discovery, options, interval_count,
+                                                 COLUMN_EXACT_ROWS, COLUMN_SAMPLE_ROWS, per_interval=3)
         scan.sample_columns(column_blocks)
     if any(f.source == "attrs" for f in features) and not spark:
-        blocks: dict[int, BlockSample | None] = {}
-        for k, part in enumerate(parts):
-            # Two blocks an interval: about 4,000 rows, ~1,000 values of a field on a quarter of
-            # the rows, where PSI without drift is ~0.01 (a tenth of the moderate threshold).
-            side, blocks[k] = sample_of(k, part, ATTRS_EXACT_ROWS, ATTRS_SAMPLE_ROWS, 2)
-            if blocks[k] is not None:
-                rows = sum(discovery.rows.get(side, {}).values())
-                sampled[side] = min(blocks[k].rows / rows, 1.0)
+        # Two blocks an interval: about 4,000 rows, ~1,000 values of a field on a quarter of the
+        # rows, where PSI without drift is ~0.01 (a tenth of the moderate threshold).
+        blocks, sampled = _samples(con, filters, parts, discovery, options, interval_count,
+                                   ATTRS_EXACT_ROWS, ATTRS_SAMPLE_ROWS, per_interval=2)
         scan.prepare_attrs(attr_events, blocks)
     elif spark:
         scan.prepare_attrs(attr_events, {})
@@ -267,6 +240,44 @@ def run_scan(
         groups.pop(0, None)
         current_families = _families(discovery.fields, 1)
     return ScanOutcome(reference, groups, kept, discovery, current_families, sampled, column_sampled)
+
+
+def _samples(
+    con: duckdb.DuckDBPyConnection,
+    filters: Filters,
+    parts: Sequence[Part],
+    discovery: Discovery,
+    options: Options,
+    interval_count: int | None,
+    exact_rows: int,
+    target_rows: int,
+    *,
+    per_interval: int,
+) -> tuple[dict[int, BlockSample | None], dict[int, float]]:
+    """Row blocks to read per part (None: every row) and the share read per side, for parts
+    over `exact_rows` rows: about `target_rows` rows, and with --every at least `per_interval`
+    blocks in every interval so each interval is read in several places."""
+    intervals = interval_count or 1
+    blocks: dict[int, BlockSample | None] = {}
+    shares: dict[int, float] = {}
+    for k, part in enumerate(parts):
+        side = 0 if part.key_sql.strip() == "0" else 1
+        rows = sum(discovery.rows.get(side, {}).values())
+        blocks[k] = None
+        if options.exact or options.binning in EXACT_BINNINGS or rows <= exact_rows:
+            continue
+        last = k == len(parts) - 1
+        # Per interval, blocks of one DuckDB vector (2,048 rows): the finest spread that still
+        # reads whole vectors, so an onset inside an interval is seen (bigger blocks moved the
+        # sample's onset one interval late). Two windows take fewer, cheaper 8,192-row blocks.
+        blocks[k] = block_sample(con, filters, part, rows,
+                                 target=max(target_rows, per_interval * 2048 * (intervals if last else 1)),
+                                 min_blocks=per_interval * intervals if last else 1,
+                                 block=2048 if interval_count else BLOCK_ROWS)
+        sample = blocks[k]
+        if sample is not None:
+            shares[side] = min(sample.rows / rows, 1.0)
+    return blocks, shares
 
 
 def _families(fields: Mapping[str, SampledField], side: int) -> dict[str, str]:
