@@ -410,16 +410,9 @@ class Scan:
         for i in indexes:
             nonfinite = f"count_if(nf{i})" if self.features[i].kind == "numeric" else "0"
             counting += [f"count_if(p{i})", f"count(x{i})", nonfinite]
-        counts: dict[int, dict[str, dict[int, Population]]] = {}
         sql = (f"SELECT win, service, event, model_id, {', '.join(counting)} FROM ({rows_sql}) "
                "GROUP BY ALL")
-        for row in self.con.execute(sql, params).fetchall():
-            win, scope, total = int(row[0]), scope_key(row[1], row[2], row[3]), int(row[4])
-            per_feature: dict[int, Population] = {}
-            for position, i in enumerate(indexes):
-                present, valid, nonfinite = row[5 + 3 * position : 8 + 3 * position]
-                per_feature[i] = Population(total, int(present), int(valid), int(nonfinite))
-            counts.setdefault(win, {})[scope] = per_feature
+        counts = scope_populations(self.con.execute(sql, params).fetchall(), indexes)
         numeric_out: dict[int, dict[int, Buckets]] = {}
         categorical_out: dict[int, dict[int, dict[str, int]]] = {}
         if not numeric and not categories:
@@ -516,6 +509,21 @@ def block_sample(
     if count * size >= span:
         return None
     return BlockSample(int(low), int(high), span // count, size)
+
+
+def scope_populations(rows: Sequence[Sequence[Any]], indexes: Sequence[int]
+                      ) -> dict[int, dict[str, dict[int, Population]]]:
+    """group → scope → feature → Population from the counting statement's rows (group, service,
+    event, model_id, rows, then present, usable, non-finite per feature), on either engine."""
+    counts: dict[int, dict[str, dict[int, Population]]] = {}
+    for row in rows:
+        win, scope, total = int(row[0]), scope_key(row[1], row[2], row[3]), int(row[4])
+        per_feature: dict[int, Population] = {}
+        for position, i in enumerate(indexes):
+            present, valid, nonfinite = row[5 + 3 * position : 8 + 3 * position]
+            per_feature[i] = Population(total, int(present), int(valid), int(nonfinite))
+        counts.setdefault(win, {})[scope] = per_feature
+    return counts
 
 
 def scope_key(service: str | None, event: str | None, model_id: str | None) -> str:

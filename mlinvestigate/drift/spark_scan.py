@@ -48,7 +48,17 @@ from .features import (
     SampledField,
     check_field_name,
 )
-from .profile import QUANTILE_GRID, Buckets, Limits, Part, Population, Profile, _monotone, scope_key
+from .profile import (
+    QUANTILE_GRID,
+    Buckets,
+    Limits,
+    Part,
+    Population,
+    Profile,
+    _monotone,
+    scope_key,
+    scope_populations,
+)
 from .stats import DECILES
 
 if TYPE_CHECKING:
@@ -396,16 +406,9 @@ class SparkScan:
         for i in indexes:
             nonfinite = f"count(*) FILTER (WHERE nf{i})" if self.features[i].kind == "numeric" else "0"
             counting += [f"count(*) FILTER (WHERE p{i})", f"count(x{i})", nonfinite]
-        counts: dict[int, dict[str, dict[int, Population]]] = {}
         sql = (f"SELECT win, service, event, model_id, {', '.join(counting)} FROM ({rows_sql}) "
                "GROUP BY win, service, event, model_id")
-        for row in self.engine.execute(sql, params).fetchall():
-            win, scope, total = int(row[0]), scope_key(row[1], row[2], row[3]), int(row[4])
-            per_feature: dict[int, Population] = {}
-            for position, i in enumerate(indexes):
-                present, valid, nonfinite = row[5 + 3 * position : 8 + 3 * position]
-                per_feature[i] = Population(total, int(present), int(valid), int(nonfinite))
-            counts.setdefault(win, {})[scope] = per_feature
+        counts = scope_populations(self.engine.execute(sql, params).fetchall(), indexes)
         numeric_out: dict[int, dict[int, Buckets]] = {}
         categorical_out: dict[int, dict[int, dict[str, int]]] = {}
         if not numeric and not categories:
