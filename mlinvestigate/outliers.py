@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .drift.discovery import discover
-from .drift.features import NUMBER_TYPES, Feature, json_path_literal
+from .drift.features import Feature, json_path_literal, record_value_sql
 from .drift.profile import Part
 from .drift.windows import Window, choose_windows, parse_user_window
 from .errors import InputError
@@ -117,7 +117,6 @@ def _values(features: Sequence[Feature], where: str) -> str:
     (20 s of the 49 s of `outliers` on 10M events)."""
     keys = ["request_id", "ts", "model_id", "model_version", "input_hash"]
     inner, outer = list(keys), list(keys)
-    numbers = ", ".join(f"'{t}'" for t in NUMBER_TYPES)
     attrs = [f for f in features if f.source == "attrs"]
     for i, feature in enumerate(features):
         if feature.source == "column":
@@ -127,9 +126,8 @@ def _values(features: Sequence[Feature], where: str) -> str:
             continue
         item = f"j[{attrs.index(feature) + 1}]"
         if feature.kind == "numeric":
-            outer.append(f"CASE WHEN json_type({item}) IN ({numbers}) "
-                         f"THEN CAST({item} AS DOUBLE) END AS v{i}")
-        else:
+            outer.append(f"{record_value_sql('numeric', item)} AS v{i}")
+        else:  # a rare-category check compares any text, objects included, as it always has
             outer.append(f"json_extract_string({item}, '$') AS v{i}")
     if attrs:
         paths = ", ".join(json_path_literal(f.name) for f in attrs)

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .drift.discovery import discover
-from .drift.features import NUMBER_TYPES, Feature, check_field_name, json_path_literal
+from .drift.features import NUMBER_TYPES, Feature, check_field_name, json_path_literal, record_value_sql
 from .drift.profile import Part, scope_key
 from .drift.windows import choose_windows, parse_user_window, time_range
 from .errors import EmptyResult, UsageError
@@ -136,11 +136,7 @@ def _field_sql(feature: Feature, i: int) -> list[str]:
     # The record field's JSON text and type are columns of the layer below, named once there.
     item, kind = f"j{i}", f"jt{i}"
     numbers = ", ".join(f"'{t}'" for t in NUMBER_TYPES)
-    if feature.kind == "numeric":
-        value = f"CASE WHEN {kind} IN ({numbers}) THEN CAST({item} AS DOUBLE) END"
-    else:
-        value = (f"CASE WHEN {kind} NOT IN ('NULL', 'OBJECT', 'ARRAY') "
-                 f"THEN json_extract_string({item}, '$') END")
+    value = record_value_sql(feature.kind, item, kind)
     family = (f"CASE {kind} WHEN 'VARCHAR' THEN 'string' WHEN 'BOOLEAN' THEN 'boolean' "
               f"WHEN 'OBJECT' THEN 'object' WHEN 'ARRAY' THEN 'array' WHEN 'NULL' THEN 'null' "
               f"ELSE CASE WHEN {kind} IN ({numbers}) THEN 'number' END END")

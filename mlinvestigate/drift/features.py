@@ -44,6 +44,18 @@ SCOPE_SQL = "concat_ws('|', coalesce(service, ''), coalesce(event, ''), coalesce
 """The scope of an event row: service|event|model_id."""
 
 
+def record_value_sql(kind: Kind, item: str, json_type_sql: str | None = None) -> str:
+    """SQL of a record field's value from `item`, its JSON text (an element of json_extract):
+    DOUBLE for a numeric field (NULL unless a JSON number), text for a categorical one (NULL
+    for JSON null, objects and arrays). `json_type_sql` reuses an already computed json_type."""
+    json_type = json_type_sql or f"json_type({item})"
+    if kind == "numeric":
+        numbers = ", ".join(f"'{t}'" for t in NUMBER_TYPES)
+        return f"CASE WHEN {json_type} IN ({numbers}) THEN CAST({item} AS DOUBLE) END"
+    return (f"CASE WHEN {json_type} NOT IN ('NULL', 'OBJECT', 'ARRAY') "
+            f"THEN json_extract_string({item}, '$') END")
+
+
 def type_family(json_type: str | None) -> str:
     """The JSON type family of a DuckDB ``json_type`` name: number, string, boolean, object,
     array or null. Integer and float are one family: 3 and 3.5 are the same kind of field."""

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..investigations.filters import Filters, where_sql
-from .features import NUMBER_TYPES, Feature, category_text, json_path_literal
+from .features import Feature, category_text, json_path_literal, record_value_sql
 from .stats import DECILES
 
 if TYPE_CHECKING:
@@ -150,10 +150,6 @@ Limits = tuple[float, float, tuple[float, ...]]
 """Per numeric feature: the reference min and max, and the tail cuts (grid points 1, 2, -3, -2)."""
 
 
-def _quote_literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 class Scan:
     """Summaries of a set of features over groups of rows (see the module docstring)."""
 
@@ -217,16 +213,7 @@ class Scan:
         values: list[str] = []
         for position, (i, feature) in enumerate(attrs, start=1):
             item = f"j[{position}]"
-            if feature.kind == "numeric":
-                numbers = ", ".join(_quote_literal(t) for t in NUMBER_TYPES)
-                values.append(
-                    f"CASE WHEN json_type({item}) IN ({numbers}) THEN CAST({item} AS DOUBLE) END AS v{i}"
-                )
-            else:
-                values.append(
-                    f"CASE WHEN json_type({item}) NOT IN ('NULL', 'OBJECT', 'ARRAY') "
-                    f"THEN json_extract_string({item}, '$') END AS v{i}"
-                )
+            values.append(f"{record_value_sql(feature.kind, item)} AS v{i}")
             values.append(f"coalesce(json_type({item}) <> 'NULL', false) AS p{i}")
         # One piece per group, so each piece's row-id ranges and time bounds reach the scan (an
         # OR across groups would not); a row in two groups is kept once per group.
