@@ -35,8 +35,9 @@ next run resumes from the last commit)."""
 
 COMMIT_LINES_ENV_VAR = "MLINV_COMMIT_LINES"
 CHUNK_BYTES_ENV_VAR = "MLINV_CHUNK_BYTES"
-"""Override COMMIT_LINES and reader.CHUNK_BYTES: tests use small values so that a killed ingest
-has committed some batches and not others."""
+UNIT_BYTES_ENV_VAR = "MLINV_UNIT_BYTES"
+"""Override COMMIT_LINES, reader.CHUNK_BYTES and reader.UNIT_BYTES: tests use small values so
+that a killed ingest has committed some units and not others; benchmarks compare unit sizes."""
 
 
 def _positive_env(name: str, default: int) -> int:
@@ -162,6 +163,7 @@ class Ingestor:
         self._pending_lines = 0
         self.progress = progress
         self.chunk_bytes = chunk_bytes or _positive_env(CHUNK_BYTES_ENV_VAR, reader.CHUNK_BYTES)
+        self.unit_bytes = _positive_env(UNIT_BYTES_ENV_VAR, reader.UNIT_BYTES)
         self.con.execute(normalize.MACROS)
         self.mappings = load_mappings(con)
         self.unwrapped_sql, params = normalize.extract_sql(
@@ -249,7 +251,7 @@ class Ingestor:
             batches = reader.iter_line_batches(
                 stream, start_offset=start_offset, start_line=start_line, chunk_bytes=self.chunk_bytes
             )
-            for batch in _read_ahead(batches):
+            for batch in self._read_units(batches):
                 counts = self._commit_batch(batch, source_id, abspath, carry_ts)
                 counts.add_to(report)
                 carry_ts = counts.last_ts
@@ -282,7 +284,7 @@ class Ingestor:
         source_id = self._new_source(name, "stdin", "none", None, 0, None, None, None)
         end_offset = 0
         batches = reader.iter_line_batches(stream, hasher=hasher, chunk_bytes=self.chunk_bytes)
-        for batch in _read_ahead(batches):
+        for batch in self._read_units(batches):
             counts = self._commit_batch(batch, source_id, name, carry_ts)
             counts.add_to(report)
             carry_ts = counts.last_ts
@@ -307,6 +309,29 @@ class Ingestor:
         )
         report.bytes = end_offset
         return report
+
+    def _read_units(self, batches: Iterator[reader.LineBatch]) -> Iterator[reader.LineBatch]:
+        """Reads grouped into the units parsed by one statement each (see reader.UNIT_BYTES),
+        read ahead in a thread that also finds each unit's alias keys, with a connection of its
+        own: that scan then overlaps the previous unit's insert."""
+        units = reader.group_batches(batches, max_bytes=max(self.unit_bytes, self.chunk_bytes),
+                                     max_lines=self.commit_lines)
+        cursor = self.con.cursor()
+
+        def keyed() -> Iterator[reader.LineBatch]:
+            found = frozenset(self.present_keys)
+            for unit in units:
+                cursor.register("unit", unit.table)
+                try:
+                    found = unit.alias_keys = discover_alias_keys(cursor, "unit", found)
+                finally:
+                    _unregister(cursor, "unit")
+                yield unit
+
+        try:
+            yield from _read_ahead(keyed(), interrupt=cursor.interrupt)
+        finally:
+            cursor.close()
 
     def _forget_torn_line(self, previous: dict[str, Any]) -> tuple[int, int, Any]:
         """Fix: the last line read had no newline (a writer mid-line) and the file has grown
@@ -418,7 +443,7 @@ class Ingestor:
         }
         con.register("batch", batch.table)
         try:
-            batch_sql, prefixed_sql = self._sql_for(self._discover_keys())
+            batch_sql, prefixed_sql = self._sql_for(self._discover_keys(batch))
             con.execute(batch_sql, params)
             con.execute(normalize.LEFTOVER_SQL, batch_range)
         finally:
@@ -495,33 +520,18 @@ class Ingestor:
         cur = self.con.execute(normalize.BATCH_SUMMARY_SQL, batch_range)
         return dict(zip([d[0] for d in cur.description], cur.fetchone(), strict=True))
 
-    def _discover_keys(self) -> frozenset[str]:
-        """The alias keys present in the batch: those of a sample of lines, plus any other alias
-        key found anywhere in the batch by one regular expression (so none is ever missed; a
-        false hit, e.g. a nested key of the same name, only adds a struct field)."""
-        known = set(aliases.all_keys())
-        sample = self.con.execute(
-            """SELECT DISTINCT unnest(json_keys(text)) FROM (
-                   SELECT text FROM batch WHERE valid_utf8 LIMIT 2000
-               ) WHERE json_valid(text) AND starts_with(text, '{')"""
-        ).fetchall()
-        self.present_keys.update(k for (k,) in sample if k in known)
-        absent = [k for k in aliases.all_keys() if k not in self.present_keys]
-        if absent:
-            # The pattern is built from our own alias list (never from input) and inlined as a
-            # constant: DuckDB compiles a bound-parameter pattern again for every row.
-            pattern = '"(' + "|".join(re.escape(k) for k in absent) + r')"\s*:'
-            literal = "'" + pattern.replace("'", "''") + "'"
-            hits = self.con.execute(
-                f"""SELECT DISTINCT unnest(regexp_extract_all(text, {literal}, 1)) FROM batch
-                    WHERE valid_utf8 AND regexp_matches(text, {literal})"""
-            ).fetchall()
-            self.present_keys.update(k for (k,) in hits if k in known)
+    def _discover_keys(self, batch: reader.LineBatch) -> frozenset[str]:
+        """The alias keys present so far, this batch's included (found by the reader thread
+        when it read the batch, see _keyed_units; here otherwise)."""
+        if batch.alias_keys is None:
+            batch.alias_keys = discover_alias_keys(self.con, "batch", frozenset(self.present_keys))
+        self.present_keys.update(batch.alias_keys)
         return frozenset(self.present_keys)
 
     def _sql_for(self, keys: frozenset[str]) -> tuple[str, str]:
         if keys not in self._sql_for_keys:
-            batch_sql, _ = normalize.extract_sql(normalize.BATCH_INPUT_SQL, self.mappings, set(keys))
+            batch_sql, _ = normalize.extract_sql(normalize.BATCH_INPUT_SQL, self.mappings, set(keys),
+                                                 first_pass=True)
             prefixed_sql, _ = normalize.extract_sql(
                 normalize.PREFIXED_INPUT_SQL, self.mappings, set(keys)
             )
@@ -653,6 +663,35 @@ class Ingestor:
         return int(source_id)
 
 
+def discover_alias_keys(
+    con: duckdb.DuckDBPyConnection, table: str, known: frozenset[str]
+) -> frozenset[str]:
+    """`known` plus the alias keys present in the lines of the registered Arrow `table`: those
+    of a sample of lines, plus any other alias key found anywhere by one regular expression (so
+    none is ever missed; a false hit, e.g. a nested key of the same name, only adds a struct
+    field)."""
+    alias_keys = set(aliases.all_keys())
+    present = set(known)
+    sample = con.execute(
+        f"""SELECT DISTINCT unnest(json_keys(text)) FROM (
+               SELECT text FROM {table} WHERE valid_utf8 LIMIT 2000
+           ) WHERE json_valid(text) AND starts_with(text, '{{')"""
+    ).fetchall()
+    present.update(k for (k,) in sample if k in alias_keys)
+    absent = [k for k in aliases.all_keys() if k not in present]
+    if absent:
+        # The pattern is built from our own alias list (never from input) and inlined as a
+        # constant: DuckDB compiles a bound-parameter pattern again for every row.
+        pattern = '"(' + "|".join(re.escape(k) for k in absent) + r')"\s*:'
+        literal = "'" + pattern.replace("'", "''") + "'"
+        hits = con.execute(
+            f"""SELECT DISTINCT unnest(regexp_extract_all(text, {literal}, 1)) FROM {table}
+                WHERE valid_utf8 AND regexp_matches(text, {literal})"""
+        ).fetchall()
+        present.update(k for (k,) in hits if k in alias_keys)
+    return frozenset(present)
+
+
 def _unregister(con: duckdb.DuckDBPyConnection, name: str) -> None:
     """Drop a registered Arrow view; in an aborted transaction that fails, and the next
     register() of the same name replaces it anyway."""
@@ -690,32 +729,46 @@ def _underlying_file(stream: Any) -> Any:
 _DONE = object()
 
 
-def _read_ahead(batches: Iterator[reader.LineBatch], depth: int = 2) -> Iterator[reader.LineBatch]:
-    """Read and split the next chunk in a thread while DuckDB parses the current one (both
-    release the GIL), so reading costs no wall time on a 2-core machine."""
-    slots: queue.Queue[Any] = queue.Queue(maxsize=depth)
+def _read_ahead(
+    batches: Iterator[reader.LineBatch], interrupt: Callable[[], None] | None = None
+) -> Iterator[reader.LineBatch]:
+    """Read and split the next unit in a thread while DuckDB parses the current one (both
+    release the GIL), so reading costs little wall time on a 2-core machine. The reader starts
+    a unit only once the previous one has been taken: memory holds two units, not three."""
+    slots: queue.Queue[Any] = queue.Queue(maxsize=1)
+    taken = threading.Event()
     stop = threading.Event()
+
+    def hand_over(item: Any) -> bool:
+        """Queue the unit and wait until the consumer takes it; False once the consumer left."""
+        taken.clear()
+        while not stop.is_set():
+            try:
+                slots.put(item, timeout=0.1)
+                break
+            except queue.Full:
+                continue
+        while not taken.wait(0.1):
+            if stop.is_set():
+                return False
+        return True
 
     def produce() -> None:
         try:
             for batch in batches:
-                while not stop.is_set():
-                    try:
-                        slots.put(batch, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not hand_over(batch):
                     return
             slots.put(_DONE)
         except BaseException as exc:  # handed to the consumer, which raises it
-            slots.put(exc)
+            if not stop.is_set():  # (the queue is empty: the last unit was taken)
+                slots.put(exc)
 
     worker = threading.Thread(target=produce, name="mlinv-reader", daemon=True)
     worker.start()
     try:
         while True:
             item = slots.get()
+            taken.set()
             if item is _DONE:
                 return
             if isinstance(item, BaseException):
@@ -723,6 +776,11 @@ def _read_ahead(batches: Iterator[reader.LineBatch], depth: int = 2) -> Iterator
             yield item
     finally:
         stop.set()
+        # Fix: a Ctrl-C left the reader thread inside a DuckDB query while the interpreter
+        # shut down, which aborted the process (exit -6 instead of 130).
+        if interrupt is not None:
+            interrupt()
+        worker.join(timeout=5)
 
 
 def ingest_paths(
