@@ -10,8 +10,10 @@ all, and a stream already ingested (same sha256) is not added twice.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
+import itertools
 import os
 import queue
 import re
@@ -156,6 +158,7 @@ class Ingestor:
         progress: ProgressCallback | None = None,
         chunk_bytes: int | None = None,
         commit_lines: int | None = None,
+        unit_bytes: int | None = None,
     ) -> None:
         self.con = con
         self.commit_lines = commit_lines or _positive_env(COMMIT_LINES_ENV_VAR, COMMIT_LINES)
@@ -163,7 +166,7 @@ class Ingestor:
         self._pending_lines = 0
         self.progress = progress
         self.chunk_bytes = chunk_bytes or _positive_env(CHUNK_BYTES_ENV_VAR, reader.CHUNK_BYTES)
-        self.unit_bytes = _positive_env(UNIT_BYTES_ENV_VAR, reader.UNIT_BYTES)
+        self.unit_bytes = unit_bytes or _positive_env(UNIT_BYTES_ENV_VAR, reader.UNIT_BYTES)
         self.con.execute(normalize.MACROS)
         self.mappings = load_mappings(con)
         self.unwrapped_sql, params = normalize.extract_sql(
@@ -251,8 +254,7 @@ class Ingestor:
             batches = reader.iter_line_batches(
                 stream, start_offset=start_offset, start_line=start_line, chunk_bytes=self.chunk_bytes
             )
-            for batch in self._read_units(batches):
-                counts = self._commit_batch(batch, source_id, abspath, carry_ts)
+            for batch, counts in self._stream_units(batches, source_id, abspath, carry_ts):
                 counts.add_to(report)
                 carry_ts = counts.last_ts
                 report.bytes = batch.end_offset - start_offset
@@ -284,8 +286,7 @@ class Ingestor:
         source_id = self._new_source(name, "stdin", "none", None, 0, None, None, None)
         end_offset = 0
         batches = reader.iter_line_batches(stream, hasher=hasher, chunk_bytes=self.chunk_bytes)
-        for batch in self._read_units(batches):
-            counts = self._commit_batch(batch, source_id, name, carry_ts)
+        for batch, counts in self._stream_units(batches, source_id, name, carry_ts):
             counts.add_to(report)
             carry_ts = counts.last_ts
             end_offset = batch.end_offset
@@ -310,28 +311,101 @@ class Ingestor:
         report.bytes = end_offset
         return report
 
-    def _read_units(self, batches: Iterator[reader.LineBatch]) -> Iterator[reader.LineBatch]:
-        """Reads grouped into the units parsed by one statement each (see reader.UNIT_BYTES),
-        read ahead in a thread that also finds each unit's alias keys, with a connection of its
-        own: that scan then overlaps the previous unit's insert."""
-        units = reader.group_batches(batches, max_bytes=max(self.unit_bytes, self.chunk_bytes),
-                                     max_lines=self.commit_lines)
+    def _stream_units(
+        self, batches: Iterator[reader.LineBatch], source_id: int, source: str, carry_ts: Any,
+    ) -> Iterator[tuple[reader.LineBatch, BatchCounts]]:
+        """Parse and commit the reads in units (see reader.UNIT_BYTES), each with its read
+        position. A thread reads ahead and finds each read's alias keys with a connection of
+        its own; the unit's INSERT consumes the reads as they come, so reading overlaps parsing.
+        Yields each committed unit with its counts."""
         cursor = self.con.cursor()
 
         def keyed() -> Iterator[reader.LineBatch]:
             found = frozenset(self.present_keys)
-            for unit in units:
-                cursor.register("unit", unit.table)
+            for batch in batches:
+                cursor.register("unit", batch.table)
                 try:
-                    found = unit.alias_keys = discover_alias_keys(cursor, "unit", found)
+                    found = batch.alias_keys = discover_alias_keys(cursor, "unit", found)
                 finally:
                     _unregister(cursor, "unit")
-                yield unit
+                yield batch
 
+        ahead = _read_ahead(keyed(), interrupt=cursor.interrupt)
         try:
-            yield from _read_ahead(keyed(), interrupt=cursor.interrupt)
+            reads = _Peekable(ahead)
+            while reads.peek() is not None:
+                unit, counts = self._commit_unit(reads, source_id, source, carry_ts)
+                carry_ts = counts.last_ts
+                yield unit, counts
         finally:
+            ahead.close()  # stops the reader thread, which uses the cursor
             cursor.close()
+
+    def _commit_unit(
+        self, reads: _Peekable, source_id: int, source: str, carry_ts: Any
+    ) -> tuple[reader.LineBatch, BatchCounts]:
+        """One unit: its records inserted by one statement that streams the reads, then
+        everything else (leftovers, rejects, read position) from the whole unit, committed."""
+        import duckdb
+        import pyarrow as pa
+
+        # The statement extracts the alias keys of the reads already waiting, not only the
+        # first one's: a key first seen a few reads in (an error field) would otherwise end the
+        # statement early, and small statements write far slower.
+        keys = self._discover_keys(reads.lookahead(READ_AHEAD)[-1])
+        first = reads.take()
+        taken = [first]
+        failure: list[BaseException] = []
+
+        def fits(batch: reader.LineBatch | None) -> bool:
+            if batch is None or batch.unterminated or first.unterminated:
+                return False  # a torn last line stays a unit of its own (its offset resumes)
+            if not (batch.alias_keys or frozenset()) <= keys:
+                return False  # new alias keys: the next statement extracts them
+            size = sum(b.table.column("text").nbytes for b in taken)
+            lines = sum(b.line_count for b in taken)
+            return size < max(self.unit_bytes, self.chunk_bytes) and lines < self.commit_lines
+
+        def record_batches() -> Iterator[pa.RecordBatch]:
+            try:
+                yield from first.table.to_batches()
+                while fits(reads.peek()):
+                    batch = reads.take()
+                    taken.append(batch)
+                    yield from batch.table.to_batches()
+            except BaseException as exc:  # DuckDB would report it as its own error
+                failure.append(exc)
+                raise
+
+        self._begin()
+        try:
+            stream = pa.RecordBatchReader.from_batches(first.table.schema, record_batches())
+            self.con.register("batch", stream)
+            try:
+                self.con.execute(self._sql_for(keys)[0], self._params(source, source_id))
+            except duckdb.Error:
+                if failure:
+                    raise failure[0] from None
+                raise
+            finally:
+                _unregister(self.con, "batch")
+            unit = reader.merge_batches(taken)
+            unit.alias_keys = keys
+            counts = self._load_batch(unit, source_id, source, carry_ts, inserted=True)
+            self._advance_source(source_id, unit, counts)
+            self.commit()
+        except BaseException:
+            self.rollback()
+            raise
+        return unit, counts
+
+    def _begin(self) -> None:
+        if not self._in_transaction:
+            self.con.execute("BEGIN TRANSACTION")
+            self._in_transaction = True
+
+    def _params(self, source: str, source_id: int) -> dict[str, Any]:
+        return {**(self.params or {}), "source": source, "source_id": source_id}
 
     def _forget_torn_line(self, previous: dict[str, Any]) -> tuple[int, int, Any]:
         """Fix: the last line read had no newline (a writer mid-line) and the file has grown
@@ -393,9 +467,7 @@ class Ingestor:
         open transaction; commit once COMMIT_ROWS lines are pending. Committing every small
         batch made DuckDB rewrite its last row group at each checkpoint (measured: commits
         took longer than parsing)."""
-        if not self._in_transaction:
-            self.con.execute("BEGIN TRANSACTION")
-            self._in_transaction = True
+        self._begin()
         try:
             counts = self._load_batch(batch, source_id, source, carry_ts)
             self._advance_source(source_id, batch, counts)
@@ -431,12 +503,14 @@ class Ingestor:
     # --- one batch ---------------------------------------------------------------------------
 
     def _load_batch(
-        self, batch: reader.LineBatch, source_id: int, source: str, carry_ts: Any
+        self, batch: reader.LineBatch, source_id: int, source: str, carry_ts: Any,
+        *, inserted: bool = False,
     ) -> BatchCounts:
-        """Records go straight into `events`; what did not arrive is classified afterwards
-        (blank, reject, prefixed JSON, envelope) from the few lines left over."""
+        """Records go straight into `events` (already done when `inserted`); what did not
+        arrive is classified afterwards (blank, reject, prefixed JSON, envelope) from the few
+        lines left over."""
         con = self.con
-        params = {**(self.params or {}), "source": source, "source_id": source_id}
+        params = self._params(source, source_id)
         batch_range = {
             "source_id": source_id, "first_line": batch.first_line,
             "last_line": batch.first_line + batch.line_count - 1,
@@ -444,7 +518,8 @@ class Ingestor:
         con.register("batch", batch.table)
         try:
             batch_sql, prefixed_sql = self._sql_for(self._discover_keys(batch))
-            con.execute(batch_sql, params)
+            if not inserted:
+                con.execute(batch_sql, params)
             con.execute(normalize.LEFTOVER_SQL, batch_range)
         finally:
             # Fix: after a failed or interrupted statement the transaction is aborted and
@@ -729,46 +804,42 @@ def _underlying_file(stream: Any) -> Any:
 _DONE = object()
 
 
+READ_AHEAD = 4
+"""Reads (of reader.CHUNK_BYTES) waiting for the statement that consumes them."""
+
+
 def _read_ahead(
-    batches: Iterator[reader.LineBatch], interrupt: Callable[[], None] | None = None
+    batches: Iterator[reader.LineBatch], interrupt: Callable[[], None] | None = None,
+    depth: int = READ_AHEAD,
 ) -> Iterator[reader.LineBatch]:
-    """Read and split the next unit in a thread while DuckDB parses the current one (both
-    release the GIL), so reading costs little wall time on a 2-core machine. The reader starts
-    a unit only once the previous one has been taken: memory holds two units, not three."""
-    slots: queue.Queue[Any] = queue.Queue(maxsize=1)
-    taken = threading.Event()
+    """Read and split the next chunks in a thread while DuckDB parses (both release the GIL),
+    so reading costs little wall time on a 2-core machine."""
+    slots: queue.Queue[Any] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
     def hand_over(item: Any) -> bool:
-        """Queue the unit and wait until the consumer takes it; False once the consumer left."""
-        taken.clear()
         while not stop.is_set():
             try:
                 slots.put(item, timeout=0.1)
-                break
+                return True
             except queue.Full:
                 continue
-        while not taken.wait(0.1):
-            if stop.is_set():
-                return False
-        return True
+        return False
 
     def produce() -> None:
         try:
             for batch in batches:
                 if not hand_over(batch):
                     return
-            slots.put(_DONE)
+            hand_over(_DONE)
         except BaseException as exc:  # handed to the consumer, which raises it
-            if not stop.is_set():  # (the queue is empty: the last unit was taken)
-                slots.put(exc)
+            hand_over(exc)
 
     worker = threading.Thread(target=produce, name="mlinv-reader", daemon=True)
     worker.start()
     try:
         while True:
             item = slots.get()
-            taken.set()
             if item is _DONE:
                 return
             if isinstance(item, BaseException):
@@ -781,6 +852,34 @@ def _read_ahead(
         if interrupt is not None:
             interrupt()
         worker.join(timeout=5)
+
+
+class _Peekable:
+    """An iterator of reads that can show the next ones without taking them."""
+
+    def __init__(self, items: Iterator[reader.LineBatch]) -> None:
+        self._items = items
+        self._ahead: collections.deque[reader.LineBatch] = collections.deque()
+        self._ended = False
+
+    def lookahead(self, n: int) -> list[reader.LineBatch]:
+        """The next `n` reads (fewer at the end), waiting for them."""
+        while len(self._ahead) < n and not self._ended:
+            item = next(self._items, None)
+            if item is None:
+                self._ended = True
+            else:
+                self._ahead.append(item)
+        return list(itertools.islice(self._ahead, n))
+
+    def peek(self) -> reader.LineBatch | None:
+        ahead = self.lookahead(1)
+        return ahead[0] if ahead else None
+
+    def take(self) -> reader.LineBatch:
+        if self.peek() is None:
+            raise StopIteration
+        return self._ahead.popleft()
 
 
 def ingest_paths(

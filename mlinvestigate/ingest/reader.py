@@ -35,8 +35,8 @@ UNIT_BYTES = 512 << 20
 """Bytes of lines parsed by one statement and committed together. DuckDB writes a file database
 far faster from a few big INSERTs than from many small ones: 1M lines took 3.9 s in one
 statement against 7.0 s in 22 of 16 MiB, and units of 256 MiB ran 7-20 % slower than 512 MiB
-(bench/profile_ingest.py). Reads of CHUNK_BYTES are grouped into units this large; memory holds
-two units at most (the one parsed and the one being read)."""
+(bench/profile_ingest.py). A unit's statement consumes reads of CHUNK_BYTES as they come, and
+keeps them until the unit is committed: memory holds about one unit."""
 
 ARROW_BATCH_ROWS = 8192
 """Rows per Arrow record batch: DuckDB scans batches in parallel, so one huge batch uses one core."""
@@ -198,29 +198,6 @@ def iter_line_batches(
         carry = data[end:]
         offset += end
         line_no += batch.line_count
-
-
-def group_batches(batches: Iterator[LineBatch], *, max_bytes: int, max_lines: int) -> Iterator[LineBatch]:
-    """Join consecutive batches into units of up to `max_bytes` or `max_lines` (a unit closes
-    once it reaches either). A torn last line (unterminated) stays a unit of its own: its offset
-    is where a later run resumes."""
-    pending: list[LineBatch] = []
-    size = lines = 0
-    for batch in batches:
-        if batch.unterminated:
-            if pending:
-                yield merge_batches(pending)
-                pending, size, lines = [], 0, 0
-            yield batch
-            continue
-        pending.append(batch)
-        size += batch.table.column("text").nbytes
-        lines += batch.line_count
-        if size >= max_bytes or lines >= max_lines:
-            yield merge_batches(pending)
-            pending, size, lines = [], 0, 0
-    if pending:
-        yield merge_batches(pending)
 
 
 def merge_batches(batches: list[LineBatch]) -> LineBatch:

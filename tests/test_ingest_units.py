@@ -1,0 +1,99 @@
+"""Units: one INSERT statement streams many reads; what that must never change."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from ingest_helpers import ingest_text, read_back, rows, write_log
+
+from mlinvestigate import store
+from mlinvestigate.ingest.pipeline import READ_AHEAD, Ingestor
+
+
+def _lines(n: int, start: int = 0, **extra: object) -> list[str]:
+    return [json.dumps({"timestamp": 1768262400 + i, "event": "prediction", "request_id": f"r{i}",
+                        **extra}) for i in range(start, start + n)]
+
+
+def test_alias_keys_first_seen_late_are_extracted(tmp_path: Path) -> None:
+    """Keys absent from the first reads (a latency alias, an error field) still fill their
+    columns when they appear many reads later: the statement in flight ends there and the next
+    one extracts them."""
+    early = _lines(600, latency_ms=5)
+    late = _lines(50, start=600, duration_ms="7ms") + _lines(
+        50, start=650, error={"type": "TimeoutError", "message": "deadline exceeded"})
+    chunk = 1000  # about ten lines a read: the late keys arrive past the read-ahead
+    assert len("\n".join(early)) > 3 * READ_AHEAD * chunk
+    got = ingest_text(tmp_path, early + late, chunk_bytes=chunk)
+    assert len(got.events) == 700 and not got.rejects
+    assert [e["latency_ms"] for e in got.events[:600]] == [5.0] * 600
+    assert [e["latency_ms"] for e in got.events[600:650]] == [7.0] * 50
+    assert {e["error_type"] for e in got.events[650:]} == {"TimeoutError"}
+    assert {e["error_category"] for e in got.events[650:]} == {"timeout"}
+
+
+@pytest.mark.parametrize("unit_bytes", [1, 5_000, 1 << 20])
+def test_any_unit_size_gives_the_same_table(tmp_path: Path, unit_bytes: int) -> None:
+    """Units of one read, of a few reads, or of the whole file: the same events and rejects,
+    and the read position of the last unit committed is the end of the file."""
+    lines = _lines(300, latency_ms=3) + ["plain text from stderr", "", '{"event": "cut'] + _lines(
+        200, start=300, took_ms=4)
+    path = write_log(tmp_path, "app.log", lines)
+    con = store.connect(store.MEMORY)
+    try:
+        report = Ingestor(con, chunk_bytes=700, unit_bytes=unit_bytes).ingest([str(path)])
+        got = read_back(con, report)
+    finally:
+        con.close()
+    assert len(got.events) == 500
+    assert [r["kind"] for r in got.rejects] == ["not_json", "invalid_json"]
+    assert report.blank_lines == 1
+    assert [e["line"] for e in got.events] == list(range(1, 301)) + list(range(304, 504))
+    assert {e["latency_ms"] for e in got.events} == {3.0, 4.0}
+    [source] = got.sources
+    assert source["bytes_read"] == path.stat().st_size and source["lines_read"] == 503
+
+
+def test_lines_the_brace_test_lets_through_but_the_parser_refuses(tmp_path: Path) -> None:
+    """The first pass parses with try() behind a brace test: a line with braces at both ends
+    that is not valid JSON is still a kept reject, and surrounding blanks do not hide a record."""
+    lines = [
+        '   {"event": "padded"}   ',
+        '{"event": "double comma",, "x": 1}',
+        '{"event": "lone surrogate", "m": "\\ud800"}',
+        '{"event": "tail"} and more',
+        '{"event": "crlf"}\r',
+    ]
+    got = ingest_text(tmp_path, lines)
+    assert [e["event"] for e in got.events] == ["padded", "crlf"]
+    assert [(r["line"], r["kind"]) for r in got.rejects] == [
+        (2, "invalid_json"), (3, "invalid_json"), (4, "invalid_json")]
+    assert got.events[1]["attrs"] == '{"event": "crlf"}'
+
+
+def test_a_file_whose_reads_all_fail_is_nothing_but_rejects(tmp_path: Path) -> None:
+    """No record at all in a unit (a server's stderr only): every line is a reject, in order."""
+    lines = [f"WARNING: worker {i} restarted" for i in range(40)]
+    got = ingest_text(tmp_path, lines, chunk_bytes=100)
+    assert not got.events
+    assert [r["line"] for r in got.rejects] == list(range(1, 41))
+
+
+def test_units_resume_where_the_last_committed_unit_ended(tmp_path: Path) -> None:
+    """A file that grows between runs: the second run reads only the new lines, in units."""
+    path = write_log(tmp_path, "app.log", _lines(120, latency_ms=1))
+    db = tmp_path / "db.duckdb"
+    con = store.connect(str(db))
+    try:
+        Ingestor(con, chunk_bytes=500, unit_bytes=2_000).ingest([str(path)])
+        with path.open("a") as handle:
+            handle.write("\n".join(_lines(80, start=120, latency_ms=2)) + "\n")
+        report = Ingestor(con, chunk_bytes=500, unit_bytes=2_000).ingest([str(path)])
+        assert report.sources[0].status == "resumed" and report.lines == 80
+        counts = rows(con, "SELECT latency_ms, count(*) AS n, count(DISTINCT line) AS lines "
+                           "FROM events GROUP BY ALL ORDER BY ALL")
+    finally:
+        con.close()
+    assert counts == [{"latency_ms": 1.0, "n": 120, "lines": 120}, {"latency_ms": 2.0, "n": 80, "lines": 80}]
