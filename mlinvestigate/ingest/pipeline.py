@@ -1,11 +1,13 @@
 """Ingest sources into the event table: bookkeeping, idempotency, crash safety.
 
 Each file is a `sources` row holding how far it has been read (byte offset in the decompressed
-stream, line count). Batches are committed together with that offset, so a Ctrl-C or kill -9
-loses at most the batch in flight, and a re-run resumes exactly there: no duplicates, no gaps.
-A file whose leading bytes changed (replaced) or that shrank (truncated/rotated) is read again
-from the start as a new generation. Stdin is one transaction: it is either wholly in, or not at
-all, and a stream already ingested (same sha256) is not added twice.
+stream, line count). Lines are parsed in units (up to COMMIT_LINES lines or reader.UNIT_BYTES),
+one INSERT statement each, and each unit is committed together with that offset, so a Ctrl-C or
+kill -9 loses at most the unit in flight, and a re-run resumes exactly there: no duplicates, no
+gaps. A file whose leading bytes changed (replaced) or that shrank (truncated/rotated) is read
+again from the start as a new generation. A stdin stream cut short is marked incomplete and
+replaced by the next stdin ingest, and a stream already ingested (same sha256) is not added
+twice.
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ if TYPE_CHECKING:
     import duckdb
 
 COMMIT_LINES = 1_000_000
-"""Lines written per transaction. A crash loses at most this much progress (never data: the
-next run resumes from the last commit)."""
+"""Lines per unit (one statement, one transaction). A crash loses at most this much progress
+(never data: the next run resumes from the last commit)."""
 
 COMMIT_LINES_ENV_VAR = "MLINV_COMMIT_LINES"
 CHUNK_BYTES_ENV_VAR = "MLINV_CHUNK_BYTES"
@@ -463,10 +465,9 @@ class Ingestor:
     def _commit_batch(
         self, batch: reader.LineBatch, source_id: int, source: str, carry_ts: Any
     ) -> BatchCounts:
-        """Write the batch's events and rejects together with the new read position, in the
-        open transaction; commit once COMMIT_ROWS lines are pending. Committing every small
-        batch made DuckDB rewrite its last row group at each checkpoint (measured: commits
-        took longer than parsing)."""
+        """Write one ready batch's events and rejects together with the new read position, in
+        the open transaction; commit once COMMIT_LINES lines are pending. This is the live
+        feed's path (small batches as they arrive); files and stdin go through _stream_units."""
         self._begin()
         try:
             counts = self._load_batch(batch, source_id, source, carry_ts)
