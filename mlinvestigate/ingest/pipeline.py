@@ -256,13 +256,17 @@ class Ingestor:
             batches = reader.iter_line_batches(
                 stream, start_offset=start_offset, start_line=start_line, chunk_bytes=self.chunk_bytes
             )
-            for batch, counts in self._stream_units(batches, source_id, abspath, carry_ts):
+
+            def read_progress(batch: reader.LineBatch) -> None:
+                if self.progress:
+                    position = raw_file.tell() if raw_file is not None else batch.end_offset
+                    self.progress(path, position, batch.first_line + batch.line_count - start_line)
+
+            units = self._stream_units(batches, source_id, abspath, carry_ts, read_progress)
+            for batch, counts in units:
                 counts.add_to(report)
                 carry_ts = counts.last_ts
                 report.bytes = batch.end_offset - start_offset
-                if self.progress:
-                    position = raw_file.tell() if raw_file is not None else batch.end_offset
-                    self.progress(path, position, report.lines)
         self.commit()
         digest, digest_len = reader.fingerprint(abspath)
         self.con.execute(
@@ -288,12 +292,15 @@ class Ingestor:
         source_id = self._new_source(name, "stdin", "none", None, 0, None, None, None)
         end_offset = 0
         batches = reader.iter_line_batches(stream, hasher=hasher, chunk_bytes=self.chunk_bytes)
-        for batch, counts in self._stream_units(batches, source_id, name, carry_ts):
+
+        def read_progress(batch: reader.LineBatch) -> None:
+            if self.progress:
+                self.progress(name, batch.end_offset, batch.first_line + batch.line_count - 1)
+
+        for batch, counts in self._stream_units(batches, source_id, name, carry_ts, read_progress):
             counts.add_to(report)
             carry_ts = counts.last_ts
             end_offset = batch.end_offset
-            if self.progress:
-                self.progress(name, end_offset, report.lines)
         self.commit()
         digest = hasher.hexdigest()
         duplicate = self.con.execute(
@@ -315,11 +322,13 @@ class Ingestor:
 
     def _stream_units(
         self, batches: Iterator[reader.LineBatch], source_id: int, source: str, carry_ts: Any,
+        on_read: Callable[[reader.LineBatch], None] | None = None,
     ) -> Iterator[tuple[reader.LineBatch, BatchCounts]]:
         """Parse and commit the reads in units (see reader.UNIT_BYTES), each with its read
         position. A thread reads ahead and finds each read's alias keys with a connection of
         its own; the unit's INSERT consumes the reads as they come, so reading overlaps parsing.
-        Yields each committed unit with its counts."""
+        Yields each committed unit with its counts; `on_read` hears of each read as the
+        statement takes it (progress)."""
         cursor = self.con.cursor()
 
         def keyed() -> Iterator[reader.LineBatch]:
@@ -336,7 +345,7 @@ class Ingestor:
         try:
             reads = _Peekable(ahead)
             while reads.peek() is not None:
-                unit, counts = self._commit_unit(reads, source_id, source, carry_ts)
+                unit, counts = self._commit_unit(reads, source_id, source, carry_ts, on_read)
                 carry_ts = counts.last_ts
                 yield unit, counts
         finally:
@@ -344,7 +353,8 @@ class Ingestor:
             cursor.close()
 
     def _commit_unit(
-        self, reads: _Peekable, source_id: int, source: str, carry_ts: Any
+        self, reads: _Peekable, source_id: int, source: str, carry_ts: Any,
+        on_read: Callable[[reader.LineBatch], None] | None = None,
     ) -> tuple[reader.LineBatch, BatchCounts]:
         """One unit: its records inserted by one statement that streams the reads, then
         everything else (leftovers, rejects, read position) from the whole unit, committed."""
@@ -370,11 +380,15 @@ class Ingestor:
 
         def record_batches() -> Iterator[pa.RecordBatch]:
             try:
-                yield from first.table.to_batches()
-                while fits(reads.peek()):
+                batch = first
+                while True:
+                    if on_read is not None:
+                        on_read(batch)
+                    yield from batch.table.to_batches()
+                    if not fits(reads.peek()):
+                        return
                     batch = reads.take()
                     taken.append(batch)
-                    yield from batch.table.to_batches()
             except BaseException as exc:  # DuckDB would report it as its own error
                 failure.append(exc)
                 raise
