@@ -612,7 +612,7 @@ class Ingestor:
 
     def _discover_keys(self, batch: reader.LineBatch) -> frozenset[str]:
         """The alias keys present so far, this batch's included (found by the reader thread
-        when it read the batch, see _keyed_units; here otherwise)."""
+        when it read the batch, see _stream_units; here otherwise)."""
         if batch.alias_keys is None:
             batch.alias_keys = discover_alias_keys(self.con, "batch", frozenset(self.present_keys))
         self.present_keys.update(batch.alias_keys)
@@ -862,8 +862,8 @@ def _read_ahead(
             yield item
     finally:
         stop.set()
-        # Fix: a Ctrl-C left the reader thread inside a DuckDB query while the interpreter
-        # shut down, which aborted the process (exit -6 instead of 130).
+        # The reader thread may be inside a DuckDB query (alias-key discovery): left running
+        # while the interpreter shuts down after a Ctrl-C, it aborts the process (exit -6).
         if interrupt is not None:
             interrupt()
         worker.join(timeout=5)

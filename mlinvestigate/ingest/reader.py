@@ -27,16 +27,16 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 CHUNK_BYTES = 16 << 20
-"""Bytes read per step. Peak memory is a small multiple of this (plus one line if longer). Each
-step costs ~40 ms to plan the extraction SQL, but 64 MiB steps left half the database file as
-free blocks (measured on 2M lines: 702 MiB against 367 MiB at 16 MiB), so steps stay moderate."""
+"""Bytes read per step. The reader thread splits and checks one read while the statement of the
+current unit consumes the previous ones, so reads stay small; units (UNIT_BYTES) are big."""
 
 UNIT_BYTES = 512 << 20
 """Bytes of lines parsed by one statement and committed together. DuckDB writes a file database
 far faster from a few big INSERTs than from many small ones: 1M lines took 3.9 s in one
-statement against 7.0 s in 22 of 16 MiB, and units of 256 MiB ran 7-20 % slower than 512 MiB
-(bench/profile_ingest.py). A unit's statement consumes reads of CHUNK_BYTES as they come, and
-keeps them until the unit is committed: memory holds about one unit."""
+statement against 7.0 s in 22 of 16 MiB, and 6.4 s against 6.0 s in units of 256 MiB rather
+than 512 MiB (bench/profile_ingest.py). A unit's statement consumes reads of CHUNK_BYTES as they
+come, and keeps them until the unit is committed: memory holds about one unit. COMMIT_LINES
+(pipeline) bounds a unit too."""
 
 ARROW_BATCH_ROWS = 8192
 """Rows per Arrow record batch: DuckDB scans batches in parallel, so one huge batch uses one core."""
