@@ -97,3 +97,23 @@ def test_units_resume_where_the_last_committed_unit_ended(tmp_path: Path) -> Non
     finally:
         con.close()
     assert counts == [{"latency_ms": 1.0, "n": 120, "lines": 120}, {"latency_ms": 2.0, "n": 80, "lines": 80}]
+
+
+def test_prefixed_json_takes_the_first_pass_with_its_prefix(tmp_path: Path) -> None:
+    """JSON after a plain prefix (CRI, Python's INFO:name:) is parsed in the same statement as
+    plain lines, with the prefix's time, level and logger; text with braces stays a reject."""
+    lines = [
+        '2026-01-13T02:47:00.5Z stdout F {"event": "a", "latency_ms": 5}',
+        'INFO:app.server:{"event": "b", "timestamp": "2026-01-13T02:48:00Z"}',
+        '{"event": "c", "timestamp": "2026-01-13T02:49:00Z", "level": "WARN"}',
+        'WARNING: cache miss for {user}',
+        '2026-01-13T02:47:01Z stdout F {"event": "cut',
+    ]
+    got = ingest_text(tmp_path, lines)
+    assert [(e["event"], e["level"], e["service"]) for e in got.events] == [
+        ("a", None, None), ("b", "info", "app.server"), ("c", "warning", None)]
+    assert [e["ts"].isoformat() for e in got.events] == [
+        "2026-01-13T02:47:00.500000", "2026-01-13T02:48:00", "2026-01-13T02:49:00"]
+    assert got.events[0]["ts_inferred"] and not got.events[1]["ts_inferred"]
+    assert got.events[0]["attrs"] == '{"event": "a", "latency_ms": 5}'
+    assert [(r["line"], r["kind"]) for r in got.rejects] == [(4, "not_json"), (5, "not_json")]

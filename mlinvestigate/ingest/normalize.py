@@ -298,12 +298,22 @@ PREFIX_TS = r"regexp_extract(prefix, '^\s*(\d{4}-\d\d-\d\d[T ][0-9:.,]+(?:Z|[+-]
 PREFIX_LEVEL = r"regexp_extract(prefix, '^(DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL):', 1)"
 PREFIX_LOGGER = r"regexp_extract(prefix, '^(?:DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL):([^:]*):\s*$', 1)"
 
-BATCH_INPUT_SQL = """
-SELECT line, byte_offset, 0 AS record, text AS payload, NULL::VARCHAR AS prefix_ts,
-       NULL::VARCHAR AS prefix_level, NULL::VARCHAR AS prefix_logger, true AS classify
-FROM batch WHERE valid_utf8
+BATCH_INPUT_SQL = f"""
+SELECT line, byte_offset, 0 AS record, payload,
+       nullif({PREFIX_TS}, '') AS prefix_ts, nullif({PREFIX_LEVEL}, '') AS prefix_level,
+       nullif({PREFIX_LOGGER}, '') AS prefix_logger, prefix IS NULL AS classify
+FROM (
+    SELECT line, byte_offset,
+           CASE WHEN starts_with(text, '{{') OR starts_with(ltrim(text), '{{') THEN text
+                WHEN strpos(text, '{{') > 1 THEN substr(text, strpos(text, '{{')) END AS payload,
+           CASE WHEN starts_with(text, '{{') OR starts_with(ltrim(text), '{{') THEN NULL
+                WHEN strpos(text, '{{') > 1 THEN substr(text, 1, strpos(text, '{{') - 1) END AS prefix
+    FROM batch WHERE valid_utf8
+)
 """
-"""The first pass: every physical line of the Arrow batch."""
+"""The first pass: every physical line of the Arrow batch, JSON after a plain prefix (CRI,
+kubectl --timestamps, Python's INFO:name:) included, so that such files take the same single
+statement as plain JSON lines (a CRI file of 1M lines: 11.1 s through the leftover pass)."""
 
 PREFIXED_INPUT_SQL = f"""
 SELECT line, byte_offset, 0 AS record, payload,
@@ -434,7 +444,7 @@ def extract_sql(
                 -- records and no struct is carried through CASE (measured: much cheaper).
                 SELECT *, {parse} AS r
                 FROM ({input_sql})
-                WHERE NOT classify OR ({LOOKS_LIKE_OBJECT})
+                WHERE {"" if first_pass else "NOT classify OR "}({LOOKS_LIKE_OBJECT})
             )
         )
     )
