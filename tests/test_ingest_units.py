@@ -117,3 +117,37 @@ def test_prefixed_json_takes_the_first_pass_with_its_prefix(tmp_path: Path) -> N
     assert got.events[0]["ts_inferred"] and not got.events[1]["ts_inferred"]
     assert got.events[0]["attrs"] == '{"event": "a", "latency_ms": 5}'
     assert [(r["line"], r["kind"]) for r in got.rejects] == [(4, "not_json"), (5, "not_json")]
+
+
+@pytest.mark.parametrize("lines_first", [5, 60_000])
+def test_ctrl_c_on_an_idle_pipe_exits_at_once(tmp_path: Path, lines_first: int) -> None:
+    """Ctrl-C while `mlinv ingest -` waits for more input (before the first statement, or with
+    a statement waiting for its next read): exit 130 at once, not when the writer next writes,
+    and no "Fatal Python error" from a reader thread blocked in a read at shutdown."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from ingest_helpers import MLINV, NEUTRAL_DIR
+
+    record = '{"event": "prediction", "request_id": "r1", "latency_ms": 5, "pad": "' + "x" * 300 + '"}\n'
+    feeder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\n"
+         f"sys.stdout.write({record!r} * {lines_first}); sys.stdout.flush(); time.sleep(60)"],
+        stdout=subprocess.PIPE)
+    try:
+        proc = subprocess.Popen([*MLINV, "ingest", "-", "--db", str(tmp_path / "db.duckdb")],
+                                stdin=feeder.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                cwd=NEUTRAL_DIR)
+        time.sleep(4)
+        assert proc.poll() is None
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        assert time.monotonic() - started < 5
+    finally:
+        feeder.kill()
+        feeder.wait()
+    assert proc.returncode == 130, err
+    assert b"Fatal" not in err and b"Traceback" not in err, err

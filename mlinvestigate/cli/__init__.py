@@ -117,6 +117,8 @@ def main() -> None:
             raise
         first_line = str(exc).splitlines()[0] if str(exc) else ""
         _fail(f"unexpected error: {type(exc).__name__}: {first_line} (set MLINV_DEBUG=1 for a traceback)", 1)
+    if code == 130:  # typer turns a Ctrl-C inside a command into Exit(130), silently
+        print("mlinv: interrupted", file=sys.stderr)
     sys.exit(code if isinstance(code, int) else 0)
 
 

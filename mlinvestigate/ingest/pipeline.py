@@ -19,6 +19,7 @@ import itertools
 import os
 import queue
 import re
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -279,12 +280,17 @@ class Ingestor:
         return report
 
     def ingest_stdin(self, stream: Any = None, name: str = reader.STDIN) -> SourceReport:
-        """Ingest a pipe. Batches are committed as they come (memory stays bounded); a stream
+        """Ingest a pipe. Units are committed as they come (memory stays bounded); a stream
         cut short by Ctrl-C or a crash is marked incomplete and removed by the next stdin ingest,
         and a stream whose sha256 matches a complete earlier one is not added twice."""
         import sys
 
-        stream = stream if stream is not None else sys.stdin.buffer
+        pipe: reader.Pipe | None = None
+        if stream is None:
+            try:
+                stream = pipe = reader.Pipe(sys.stdin.fileno())
+            except (AttributeError, OSError, ValueError):  # no descriptor (a test's stdin)
+                stream = sys.stdin.buffer
         self._remove_interrupted_stdin()
         hasher = hashlib.sha256()
         report = SourceReport(source=name, status="new")
@@ -297,7 +303,9 @@ class Ingestor:
             if self.progress:
                 self.progress(name, batch.end_offset, batch.first_line + batch.line_count - 1)
 
-        for batch, counts in self._stream_units(batches, source_id, name, carry_ts, read_progress):
+        units = self._stream_units(batches, source_id, name, carry_ts, read_progress,
+                                   stop_reading=pipe.cancel if pipe is not None else None)
+        for batch, counts in units:
             counts.add_to(report)
             carry_ts = counts.last_ts
             end_offset = batch.end_offset
@@ -323,13 +331,19 @@ class Ingestor:
     def _stream_units(
         self, batches: Iterator[reader.LineBatch], source_id: int, source: str, carry_ts: Any,
         on_read: Callable[[reader.LineBatch], None] | None = None,
+        stop_reading: Callable[[], None] | None = None,
     ) -> Iterator[tuple[reader.LineBatch, BatchCounts]]:
         """Parse and commit the reads in units (see reader.UNIT_BYTES), each with its read
         position. A thread reads ahead and finds each read's alias keys with a connection of
         its own; the unit's INSERT consumes the reads as they come, so reading overlaps parsing.
         Yields each committed unit with its counts; `on_read` hears of each read as the
-        statement takes it (progress)."""
+        statement takes it (progress); `stop_reading` unblocks a read waiting for input."""
         cursor = self.con.cursor()
+
+        def stop() -> None:
+            cursor.interrupt()
+            if stop_reading is not None:
+                stop_reading()
 
         def keyed() -> Iterator[reader.LineBatch]:
             found = frozenset(self.present_keys)
@@ -341,16 +355,17 @@ class Ingestor:
                     _unregister(cursor, "unit")
                 yield batch
 
-        ahead = _read_ahead(keyed(), interrupt=cursor.interrupt)
-        try:
-            reads = _Peekable(ahead)
-            while reads.peek() is not None:
-                unit, counts = self._commit_unit(reads, source_id, source, carry_ts, on_read)
-                carry_ts = counts.last_ts
-                yield unit, counts
-        finally:
-            ahead.close()  # stops the reader thread, which uses the cursor
-            cursor.close()
+        with _sigint_seen() as sigint:
+            ahead = _read_ahead(keyed(), interrupt=stop, cancelled=sigint)
+            try:
+                reads = _Peekable(ahead)
+                while reads.peek() is not None:
+                    unit, counts = self._commit_unit(reads, source_id, source, carry_ts, on_read)
+                    carry_ts = counts.last_ts
+                    yield unit, counts
+            finally:
+                ahead.close()  # stops the reader thread, which uses the cursor
+                cursor.close()
 
     def _commit_unit(
         self, reads: _Peekable, source_id: int, source: str, carry_ts: Any,
@@ -825,10 +840,12 @@ READ_AHEAD = 4
 
 def _read_ahead(
     batches: Iterator[reader.LineBatch], interrupt: Callable[[], None] | None = None,
-    depth: int = READ_AHEAD,
+    depth: int = READ_AHEAD, cancelled: threading.Event | None = None,
 ) -> Iterator[reader.LineBatch]:
     """Read and split the next chunks in a thread while DuckDB parses (both release the GIL),
-    so reading costs little wall time on a 2-core machine."""
+    so reading costs little wall time on a 2-core machine. A consumer waiting for a read gives
+    up with KeyboardInterrupt once `cancelled` is set: it may be a DuckDB thread inside the
+    statement, where Ctrl-C is not delivered."""
     slots: queue.Queue[Any] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
@@ -854,7 +871,13 @@ def _read_ahead(
     worker.start()
     try:
         while True:
-            item = slots.get()
+            item: Any = None
+            while item is None:
+                try:
+                    item = slots.get(timeout=0.1)
+                except queue.Empty:
+                    if cancelled is not None and cancelled.is_set():
+                        raise KeyboardInterrupt from None
             if item is _DONE:
                 return
             if isinstance(item, BaseException):
@@ -867,6 +890,32 @@ def _read_ahead(
         if interrupt is not None:
             interrupt()
         worker.join(timeout=5)
+
+
+@contextlib.contextmanager
+def _sigint_seen() -> Iterator[threading.Event]:
+    """An event set by Ctrl-C, for threads that wait on the main thread's behalf (the Python
+    handler still runs as before). Fix: Ctrl-C during `mlinv ingest -` on a pipe with no data
+    waited until the writer sent more or closed it: the statement's DuckDB thread was blocked
+    waiting for the next read, and DuckDB waits for its threads before it gives up."""
+    seen = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield seen
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum: int, frame: Any) -> None:
+        seen.set()
+        if callable(previous):
+            previous(signum, frame)
+        elif previous == signal.SIG_DFL:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class _Peekable:

@@ -15,7 +15,9 @@ import gzip
 import hashlib
 import io
 import os
+import select
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -288,6 +290,45 @@ def _blank_invalid_utf8(
         buffer[lo:hi] = b" " * (hi - lo - 1) + b"\n" if hi > lo else b""
         position = hi
     return buffer, invalid
+
+
+class ReadCancelled(Exception):
+    """The pipe was closed from the consumer's side (Ctrl-C) while a read waited for data."""
+
+
+class Pipe:
+    """A pipe (stdin) read in whole chunks like a buffered stream, but never blocked for more
+    than a tenth of a second at a time, so that the reader thread can be stopped. Fix: after
+    Ctrl-C during `mlinv ingest -` on an idle pipe, the reader thread was still blocked in
+    sys.stdin.buffer.read() when the interpreter shut down, which aborted the process ("Fatal
+    Python error: _enter_buffered_busy") instead of exiting 130."""
+
+    POLL_SECONDS = 0.1
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._cancelled = threading.Event()
+
+    def read(self, size: int) -> bytes:
+        """Up to `size` bytes: fewer only at the end of the stream."""
+        parts: list[bytes] = []
+        got = 0
+        while got < size:
+            if self._cancelled.is_set():
+                raise ReadCancelled
+            if os.name != "nt":  # select() does not take pipes on Windows: plain blocking reads
+                ready, _, _ = select.select([self.fd], [], [], self.POLL_SECONDS)
+                if not ready:
+                    continue
+            piece = os.read(self.fd, size - got)
+            if not piece:
+                break
+            parts.append(piece)
+            got += len(piece)
+        return b"".join(parts)
+
+    def cancel(self) -> None:
+        self._cancelled.set()
 
 
 def read_errors() -> tuple[type[BaseException], ...]:
