@@ -298,10 +298,12 @@ PREFIX_TS = r"regexp_extract(prefix, '^\s*(\d{4}-\d\d-\d\d[T ][0-9:.,]+(?:Z|[+-]
 PREFIX_LEVEL = r"regexp_extract(prefix, '^(DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL):', 1)"
 PREFIX_LOGGER = r"regexp_extract(prefix, '^(?:DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL):([^:]*):\s*$', 1)"
 
+PREFIX_COLUMNS = (f"nullif({PREFIX_TS}, '') AS prefix_ts, nullif({PREFIX_LEVEL}, '') AS prefix_level, "
+                  f"nullif({PREFIX_LOGGER}, '') AS prefix_logger")
+"""What a line's plain prefix says (from a `prefix` column): time, level, logger."""
+
 BATCH_INPUT_SQL = f"""
-SELECT line, byte_offset, 0 AS record, payload,
-       nullif({PREFIX_TS}, '') AS prefix_ts, nullif({PREFIX_LEVEL}, '') AS prefix_level,
-       nullif({PREFIX_LOGGER}, '') AS prefix_logger, prefix IS NULL AS classify
+SELECT line, byte_offset, 0 AS record, payload, {PREFIX_COLUMNS}, prefix IS NULL AS classify
 FROM (
     SELECT line, byte_offset,
            CASE WHEN starts_with(text, '{{') OR starts_with(ltrim(text), '{{') THEN text
@@ -316,16 +318,16 @@ kubectl --timestamps, Python's INFO:name:) included, so that such files take the
 statement as plain JSON lines (a CRI file of 1M lines: 11.1 s through the leftover pass)."""
 
 PREFIXED_INPUT_SQL = f"""
-SELECT line, byte_offset, 0 AS record, payload,
-       nullif({PREFIX_TS}, '') AS prefix_ts, nullif({PREFIX_LEVEL}, '') AS prefix_level,
-       nullif({PREFIX_LOGGER}, '') AS prefix_logger, false AS classify
+SELECT line, byte_offset, 0 AS record, payload, {PREFIX_COLUMNS}, false AS classify
 FROM (
     SELECT line, byte_offset, substr(text, strpos(text, '{{')) AS payload,
            substr(text, 1, strpos(text, '{{') - 1) AS prefix
     FROM mlinv_leftover WHERE kind = 'prefixed'
 )
 """
-"""The second pass: JSON after a plain prefix (CRI, kubectl --timestamps, Python's INFO:name:)."""
+"""The second pass: JSON after a plain prefix (CRI, kubectl --timestamps, Python's INFO:name:) that
+the first pass did not take. The first pass now takes such lines itself; this stays as the net
+for a line it refused whose JSON part is nevertheless valid."""
 
 UNWRAPPED_INPUT_SQL = """
 SELECT line, byte_offset, record, payload, NULL::VARCHAR AS prefix_ts,

@@ -382,6 +382,7 @@ class Ingestor:
         keys = self._discover_keys(reads.lookahead(READ_AHEAD)[-1])
         first = reads.take()
         taken = [first]
+        size, lines = first.table.column("text").nbytes, first.line_count
         failure: list[BaseException] = []
 
         def fits(batch: reader.LineBatch | None) -> bool:
@@ -389,11 +390,10 @@ class Ingestor:
                 return False  # a torn last line stays a unit of its own (its offset resumes)
             if not (batch.alias_keys or frozenset()) <= keys:
                 return False  # new alias keys: the next statement extracts them
-            size = sum(b.table.column("text").nbytes for b in taken)
-            lines = sum(b.line_count for b in taken)
             return size < max(self.unit_bytes, self.chunk_bytes) and lines < self.commit_lines
 
         def record_batches() -> Iterator[pa.RecordBatch]:
+            nonlocal size, lines
             try:
                 batch = first
                 while True:
@@ -404,6 +404,8 @@ class Ingestor:
                         return
                     batch = reads.take()
                     taken.append(batch)
+                    size += batch.table.column("text").nbytes
+                    lines += batch.line_count
             except BaseException as exc:  # DuckDB would report it as its own error
                 failure.append(exc)
                 raise
