@@ -211,7 +211,7 @@ def open_store(store: str) -> DuckDBEngine:
     if not any(root.glob(EVENTS_GLOB)):
         raise StoreError(f"no event files under {store} (expected {EVENTS_GLOB})")
     con = duckdb.connect(database.MEMORY)
-    database._configure(con)  # the same pinned TimeZone=UTC, memory limit, no autoinstall
+    database._configure(con, database.MEMORY)  # the same pinned TimeZone=UTC, memory limit, no autoinstall
     # A view cannot hold a bound parameter, so the path is written as a quoted literal. It is
     # the user's own --store argument, not data from the logs.
     glob = _sql_literal(str(root / EVENTS_GLOB))

@@ -35,8 +35,12 @@ def resolve_db_path(db: str | os.PathLike[str] | None) -> str:
     return os.environ.get(DB_ENV_VAR) or DEFAULT_DB_NAME
 
 
-def _configure(con: duckdb.DuckDBPyConnection) -> None:
+def _configure(con: duckdb.DuckDBPyConnection, path: str) -> None:
     con.execute("SET TimeZone = 'UTC'")
+    if path == MEMORY:
+        # DuckDB spills an in-memory database to ".tmp" in the working directory by default:
+        # the user's cwd is no place for it (`mlinv tui -`, `--logs`). Created only on a spill.
+        con.execute("SET temp_directory = $dir", {"dir": _spill_directory()})
     limit = os.environ.get(MEMORY_LIMIT_ENV_VAR) or DEFAULT_MEMORY_LIMIT
     try:
         con.execute(f"SET memory_limit = '{_memory_limit_literal(limit)}'")
@@ -51,6 +55,12 @@ def _configure(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(f"SET {setting} = false")
         except Exception:  # an older DuckDB without the setting
             pass
+
+
+def _spill_directory() -> str:
+    import tempfile
+
+    return os.path.join(tempfile.gettempdir(), f"mlinv-spill-{os.getpid()}")
 
 
 _MEMORY_SIZE = re.compile(r"^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$", re.IGNORECASE)
@@ -88,7 +98,7 @@ def connect(db: str | None, *, read_only: bool = False, create: bool = True) -> 
         raise StoreError(f"cannot open database {path}: {text.splitlines()[0]}") from None
     except duckdb.Error as exc:
         raise StoreError(f"cannot open database {path}: {str(exc).splitlines()[0]}") from None
-    _configure(con)
+    _configure(con, path)
     if not (read_only and path != MEMORY):
         migrate(con)
     else:
