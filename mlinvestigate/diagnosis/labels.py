@@ -21,11 +21,13 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from ..investigations.filters import EVENT_NAMES_SQL, Filters, pct_text, run, where_sql
+from ..investigations.filters import Filters, event_names, pct_text, run, where_sql
 from ..result import Result
 
 if TYPE_CHECKING:
     import duckdb
+
+    from ..engines import DuckDBEngine
 
 LABEL_EVENT = re.compile(
     r"(^|[^a-z])(label|labels|labelled|labeled|feedback|ground_?truth|truth|outcome|actual|"
@@ -33,7 +35,6 @@ LABEL_EVENT = re.compile(
 LABEL_KEYS = ("label", "true_label", "ground_truth", "groundTruth", "actual", "actual_label",
               "y_true", "target", "truth", "outcome", "is_fraud", "true_value", "correct_label")
 SCORE_THRESHOLD = 0.5
-MAX_EVENT_NAMES = 5000
 
 ACCURACY_SQL = """
 WITH labels AS (
@@ -91,12 +92,11 @@ COLUMNS = ["model_id", "model_version", "predictions", "labelled", "labelled_pct
            "mean_abs_error", "label_delay", "last_label", "signal"]
 
 
-def label_events(con: duckdb.DuckDBPyConnection) -> list[str]:
-    names = [row[0] for row in con.execute(EVENT_NAMES_SQL, {"n": MAX_EVENT_NAMES}).fetchall()]
-    return sorted(name for name in names if LABEL_EVENT.search(name))
+def label_events(con: duckdb.DuckDBPyConnection | DuckDBEngine) -> list[str]:
+    return sorted(name for name in event_names(con) if LABEL_EVENT.search(name))
 
 
-def accuracy_by_version(con: duckdb.DuckDBPyConnection, filters: Filters) -> Result | None:
+def accuracy_by_version(con: duckdb.DuckDBPyConnection | DuckDBEngine, filters: Filters) -> Result | None:
     """Accuracy of each model version against delayed labels, or None when no label events
     are logged (or none of their request_ids has a prediction in the filters)."""
     events = label_events(con)

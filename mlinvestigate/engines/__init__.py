@@ -55,6 +55,8 @@ class Engine(Protocol):
     then also filters dt, so whole days are skipped)."""
     has_rowid: bool
     """True when `events` is a table with DuckDB's rowid (not a view over files)."""
+    memo: dict[str, Any]
+    """Facts about the data read once per engine object (see `filters.event_kinds`)."""
 
     def execute(self, sql: SqlText, params: Mapping[str, Any] | None = None) -> Rows: ...
 
@@ -102,6 +104,9 @@ class DuckDBEngine:
         self.con = con
         self.partitioned = partitioned
         self.has_rowid = not partitioned
+        self.memo: dict[str, Any] = {}
+        """Facts about the data read once per engine object (the event names): a command, or
+        one dashboard refresh, runs several investigations on one engine."""
 
     def execute(self, sql: SqlText, params: Mapping[str, Any] | None = None
                 ) -> duckdb.DuckDBPyConnection:

@@ -99,6 +99,7 @@ class SparkEngine:
     def __init__(self, session: SparkSession, store: str) -> None:
         self.session = session
         self.store = store
+        self.memo: dict[str, Any] = {}
         try:
             frame = session.read.schema(store_schema_ddl()).parquet(store)
         except Exception as exc:

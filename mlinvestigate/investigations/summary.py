@@ -262,7 +262,7 @@ def _lagging_accuracy(engine: Engine, filters: Filters) -> list[Result]:
 
     if not isinstance(engine, DuckDBEngine) or engine.partitioned:
         return []
-    accuracy = accuracy_by_version(engine.con, filters)
+    accuracy = accuracy_by_version(engine, filters)
     return [accuracy] if accuracy is not None else []
 
 

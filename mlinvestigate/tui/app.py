@@ -41,7 +41,7 @@ from ..sanitize import clean
 from . import panels
 from .feed import Feeder, FeedStatus, Retention
 from .messages import ClockRead, FeedProgress, PanelData, PanelFailed, TraceReady
-from .panels import WINDOWS, Clock, Frame, View
+from .panels import WINDOWS, Clock, EventNames, Frame, View
 from .widgets import (
     AlertBanner,
     DriftBars,
@@ -411,9 +411,9 @@ class MainScreen(Screen[None]):
     def _group_call(self, name: str, frame: Frame) -> Callable[[duckdb.DuckDBPyConnection], Any]:
         if name == "signals":
             focus = self.view.latency_key
-            return lambda cur: panels.signals(cur, frame, focus)
+            return lambda cur: panels.signals(cur, frame, focus, self.monitor.event_names)
         if name == "tables":
-            return lambda cur: panels.tables(cur, frame)
+            return lambda cur: panels.tables(cur, frame, self.monitor.event_names)
         if name == "loads":
             return lambda cur: panels.load_marks(cur, frame)
         if name == "alerts":
@@ -783,6 +783,7 @@ class MonitorApp(App[None]):
         self.feeder = feeder
         self.retention = retention
         self.baseline = baseline
+        self.event_names = EventNames()
         self.main = MainScreen(view or View(), refresh_interval=refresh_interval, drift=drift)
         self._ingest_worker: Worker[None] | None = None
         self._cursor_lock = threading.Lock()

@@ -23,6 +23,7 @@ turn a `Result` into a view are pure, so they are tested without a screen.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,7 @@ from ..sanitize import clean
 if TYPE_CHECKING:
     import duckdb
 
+    from ..engines import DuckDBEngine
     from .feed import FeedStatus
 
 WINDOWS: dict[str, timedelta | None] = {
@@ -294,17 +296,58 @@ class Signals:
 
 
 def signals(cur: duckdb.DuckDBPyConnection, frame: Frame,
-            focus: tuple[str | None, str | None] | None) -> Signals:
+            focus: tuple[str | None, str | None] | None, names: EventNames | None = None) -> Signals:
     """The three time-series panels, from the investigations the CLI runs with --every."""
     from ..investigations.errors import errors
     from ..investigations.latency import latency
     from ..investigations.throughput import throughput
 
-    lat = latency(cur, frame.filters, by="service", every=frame.every)
-    flow = throughput(cur, frame.filters, every=frame.every)
-    errs = errors(cur, frame.filters, by=["error_category"], every=frame.every)
+    engine = _one_engine(cur, names)
+    lat = latency(engine, frame.filters, by="service", every=frame.every)
+    flow = throughput(engine, frame.filters, every=frame.every)
+    errs = errors(engine, frame.filters, by=["error_category"], every=frame.every)
     return Signals(latency_view(lat, frame, focus), throughput_view(flow, frame),
                    errors_view(errs, frame))
+
+
+class EventNames:
+    """The event names seen so far, read incrementally: each refresh scans only the rows that
+    arrived since the last one (rowid follows arrival), 2 ms instead of 30 ms for the whole
+    column of 2M events. Names whose rows were pruned stay: classifying a name that no row has
+    changes no answer. Shared by the refresh workers, hence the lock."""
+
+    def __init__(self) -> None:
+        self._names: set[str] = set()
+        self._after = -1
+        self._lock = threading.Lock()
+
+    def read(self, cur: duckdb.DuckDBPyConnection) -> list[str]:
+        from ..investigations.filters import MAX_EVENT_NAMES
+
+        with self._lock:
+            row = cur.execute("SELECT max(rowid) FROM events").fetchone()
+            newest = row[0] if row and row[0] is not None else -1
+            # Past the bound the names are free text (event_kinds gives up): stop collecting.
+            if newest > self._after and len(self._names) <= MAX_EVENT_NAMES:
+                fetched = cur.execute(
+                    "SELECT DISTINCT event FROM events "
+                    "WHERE rowid > $after AND rowid <= $newest AND event IS NOT NULL LIMIT $n",
+                    {"after": self._after, "newest": newest, "n": MAX_EVENT_NAMES + 1},
+                ).fetchall()
+                self._names.update(name for (name,) in fetched)
+                self._after = newest
+            return sorted(self._names)[: MAX_EVENT_NAMES + 1]
+
+
+def _one_engine(cur: duckdb.DuckDBPyConnection, names: EventNames | None) -> DuckDBEngine:
+    """One engine for the investigations of one refresh, so the event names are read once
+    (incrementally when the app keeps an EventNames)."""
+    from ..engines import DuckDBEngine
+
+    engine = DuckDBEngine(cur)
+    if names is not None:
+        engine.memo["event_names"] = names.read(cur)
+    return engine
 
 
 # ------------------------------------------------------------------------------ loads
@@ -394,14 +437,15 @@ def recent_view(result: Result) -> tuple[RequestRow, ...]:
     return tuple(sorted(rows, key=lambda r: r.ts, reverse=True))
 
 
-def tables(cur: duckdb.DuckDBPyConnection, frame: Frame) -> Tables:
+def tables(cur: duckdb.DuckDBPyConnection, frame: Frame, names: EventNames | None = None) -> Tables:
     """The version table (all versions and services in the window: it is also the chooser,
     so it ignores the version/service filter) and the slow-or-failed requests (filtered)."""
     from ..investigations.slow import slow
     from ..investigations.summary import summary
 
-    versions = summary(cur, frame.time_filters)
-    problems = slow(cur, replace(frame.filters, where=PROBLEM_WHERE, limit=RECENT_ROWS),
+    engine = _one_engine(cur, names)
+    versions = summary(engine, frame.time_filters)
+    problems = slow(engine, replace(frame.filters, where=PROBLEM_WHERE, limit=RECENT_ROWS),
                     threshold_ms=SLOW_MS)
     recent = problems.sections[0] if problems.sections else Result("", [], [])
     return Tables(versions_view(versions), recent_view(recent) if recent.rows else ())
