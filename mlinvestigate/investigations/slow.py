@@ -196,10 +196,10 @@ def _slowest(engine: Engine, filters: Filters, where: str, params: dict[str, Any
         chosen.append(row)
         if len(chosen) == filters.limit:
             break
-    ids = [row[1] for row in chosen if row[1] is not None]
+    with_id = [row for row in chosen if row[1] is not None]
     details = {}
-    if ids:
-        with_id = [row for row in chosen if row[1] is not None]
+    if with_id:
+        ids = [row[1] for row in with_id]
         span = {  # row[0] is the line's ts, row[6] its latency_ms
             "details_from": min(row[0] - _as_duration(row[6]) for row in with_id) - DETAILS_SLACK,
             "details_to": max(row[0] for row in with_id) + DETAILS_SLACK,
