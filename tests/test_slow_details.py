@@ -34,3 +34,12 @@ def test_slowest_requests_get_their_model_server_details_whatever_the_latency(la
     assert [r["request_id"] for r in slowest] == ["req-1"]
     assert slowest[0]["model_version"] == "v2.1.0"
     assert slowest[0]["input_size"] == 512
+
+
+def test_slowest_requests_at_the_edges_of_the_datetime_range() -> None:
+    con = store.connect(store.MEMORY)
+    for ts, rid in (("0001-01-01 00:00:10", "req-early"), ("9999-12-31 23:59:50", "req-late")):
+        con.execute("INSERT INTO events (ts, service, request_id, latency_ms, event) VALUES "
+                    "($ts::TIMESTAMP, 'gateway', $rid, 900.0, 'request_success')", {"ts": ts, "rid": rid})
+    slowest = slow(con, Filters(limit=5), threshold_ms=500).sections[0].records()
+    assert sorted(r["request_id"] for r in slowest) == ["req-early", "req-late"]

@@ -11,7 +11,7 @@ is `mlinv trace <request_id>`.
 from __future__ import annotations
 
 import math
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..engines import DUCKDB, SPARK, Engine, as_engine, sql_for
@@ -109,6 +109,14 @@ def _as_duration(latency_ms: float | None) -> timedelta:
     return timedelta(milliseconds=min(max(latency_ms, 0.0), 86_400_000.0))
 
 
+def _shifted(moment: datetime, by: timedelta) -> datetime:
+    """moment + by, held inside Python's datetime range (a log can say year 1 or 9999)."""
+    try:
+        return moment + by
+    except OverflowError:
+        return datetime.min if by < timedelta(0) else datetime.max
+
+
 SQL = {
     "distribution": {DUCKDB: DISTRIBUTION_SQL, SPARK: SPARK_DISTRIBUTION_SQL},
     "slowest": {DUCKDB: SLOWEST_SQL, SPARK: SLOWEST_SQL.replace("$candidates", ":candidates")},
@@ -201,8 +209,9 @@ def _slowest(engine: Engine, filters: Filters, where: str, params: dict[str, Any
     if with_id:
         ids = [row[1] for row in with_id]
         span = {  # row[0] is the line's ts, row[6] its latency_ms
-            "details_from": min(row[0] - _as_duration(row[6]) for row in with_id) - DETAILS_SLACK,
-            "details_to": max(row[0] for row in with_id) + DETAILS_SLACK,
+            "details_from": _shifted(min(row[0] for row in with_id),
+                                     -(max(_as_duration(row[6]) for row in with_id) + DETAILS_SLACK)),
+            "details_to": _shifted(max(row[0] for row in with_id), DETAILS_SLACK),
         }
         details = {r[0]: r[1:] for r in
                    engine.execute(SQL["request_details"], {"ids": ids, **span}).fetchall()}
