@@ -395,6 +395,43 @@ def test_percentiles_in_time_chunks_equal_one_statement(sample_con: duckdb.DuckD
         np.testing.assert_array_equal(whole[key].support, chunked[key].support)
 
 
+def test_additive_signals_in_one_scan_equal_each_alone(sample_con: duckdb.DuckDBPyConnection) -> None:
+    # Rules reading the same lines share one scan; windows of different widths and matchers
+    # with their own parameters must come out as when each signal is computed alone, and a
+    # group seen only before a narrow window's reach must not appear in it.
+    from mlinvestigate.alerts.signals import additive_batch_key, compute_additive
+
+    lines_sql, params = event_kinds(sample_con).request_line_sql()
+    scope = Scope(Filters(), lines_sql, params, (grouping("model_version"),))
+    texts = ['error_rate{category="timeout"}[5m] > 0', 'error_rate{category="model_inference"}[10m] > 0',
+             'errors{category!="input_validation"}[30m] > 0', "slow_rate(200ms)[3m] > 0",
+             "slow_rate(900ms)[15m] > 0", "throughput[1m] > 0", "mean(latency_ms)[20m] > 0", "requests > 0"]
+    batch = [parse(text).signal for text in texts]  # type: ignore[union-attr]
+    assert len({additive_batch_key(s) for s in batch}) == 1
+    grid = _grid(at(2, 40), 30)
+    together = compute_additive(sample_con, batch, grid, scope)
+    for signal in batch:
+        alone = compute(sample_con, signal, grid, scope)
+        assert together[signal].keys() == alone.keys(), signal.text()
+        for key in alone:
+            np.testing.assert_array_equal(together[signal][key].values, alone[key].values)
+            np.testing.assert_array_equal(together[signal][key].support, alone[key].support)
+
+
+def test_a_group_outside_a_narrow_window_stays_out_of_its_series() -> None:
+    from mlinvestigate.alerts.signals import compute_additive
+
+    rows = per_minute([1, 1, 1], service="early") + per_minute([0] * 30, service="late")
+    con = events_con(rows)
+    lines_sql, params = event_kinds(con).request_line_sql()
+    scope = Scope(Filters(), lines_sql, params, (grouping("service"),))
+    narrow, wide = (parse(text).signal for text in ("errors[5m] > 0", "errors[30m] > 0"))  # type: ignore[union-attr]
+    together = compute_additive(con, [narrow, wide], _grid(BASE + timedelta(minutes=20), 10), scope)
+    assert set(together[narrow]) == {("late",)}
+    assert set(together[wide]) == {("early",), ("late",)}
+    assert together[wide][("early",)].values[0] == 15  # minutes 0-2 are in the 30 m window of minute 20
+
+
 def test_psi_is_the_drift_commands_psi(sample_con: duckdb.DuckDBPyConnection) -> None:
     from mlinvestigate.drift.compare import compare_feature, run_scan
     from mlinvestigate.drift.measures import Options

@@ -51,7 +51,9 @@ from .signals import (
     GroupKey,
     Scope,
     Series,
+    additive_batch_key,
     compute,
+    compute_additive,
     group_label,
 )
 
@@ -106,6 +108,7 @@ def check(con: duckdb.DuckDBPyConnection, filters: Filters, rules: Sequence[Rule
                          hint="use a longer --step or a shorter --since/--until")
     lines_sql, lines_params = event_kinds(con).request_line_sql()
     signals = _Signals(con, grid, replace(filters, since=None, until=None), lines_sql, lines_params)
+    signals.prefetch(rules)
     reports = [_evaluate(rule, signals, grid, lookback) for rule in rules]
     rows = sorted((row for report in reports for row in report.rows),
                   key=lambda r: ({"firing": 0, "pending": 1}.get(r[_STATE], 2), r[_FROM] or r[_ACTIVE], r[0]))
@@ -141,6 +144,23 @@ class _Signals:
     def scope(self, rule: Rule) -> Scope:
         return Scope(self.filters, self.lines_sql, self.lines_params, tuple(grouping(b) for b in rule.by),
                      rule.reference, self.notes)
+
+    def prefetch(self, rules: Sequence[Rule]) -> None:
+        """Compute the additive signals of all rules up front, those that read the same lines
+        in one scan (the shipped rules' five error rates: one scan instead of five)."""
+        batches: dict[tuple[Any, ...], tuple[Rule, list[Signal]]] = {}
+        for rule in rules:
+            for comparison in comparisons(rule.condition):
+                signal = comparison.signal
+                lines = additive_batch_key(signal)
+                if lines is None or (signal, rule.by, rule.reference) in self.cache:
+                    continue
+                _, batch = batches.setdefault((rule.by, rule.reference, lines), (rule, []))
+                if signal not in batch:
+                    batch.append(signal)
+        for (by, reference, _), (rule, batch) in batches.items():
+            for signal, series in compute_additive(self.con, batch, self.grid, self.scope(rule)).items():
+                self.cache[(signal, by, reference)] = series
 
     def of(self, rule: Rule) -> SeriesOf:
         scope = self.scope(rule)

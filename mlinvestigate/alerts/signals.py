@@ -95,14 +95,15 @@ class Scope:
 ADDITIVE_SQL = """
 SELECT {keys}
        epoch_us(ts) // $step_us AS slot,
-       {numerator} AS num,
-       {denominator} AS den
+       {terms}
 FROM events
 WHERE {where}
   AND ts >= $lo AND ts < $hi
   AND {lines}
 GROUP BY ALL
 """
+"""Numerators and denominators per slot and group of every additive signal selecting the same
+lines (`{terms}`: `count(*) FILTER (…) AS t0, count(*) AS t1, …`): rules share one scan."""
 
 ORDER_SQL = """
 WITH lines AS (
@@ -137,7 +138,7 @@ def compute(con: duckdb.DuckDBPyConnection, signal: Signal, grid: Grid, scope: S
         return _psi(con, signal, grid, scope, width)
     if signal.name in _AGGREGATES:
         return _order_statistic(con, signal, grid, scope, width)
-    return _additive(con, signal, grid, scope, width)
+    return compute_additive(con, [signal], grid, scope)[signal]
 
 
 def _time_params(grid: Grid, width: int) -> dict[str, Any]:
@@ -168,47 +169,72 @@ def _match_sql(column: str, matcher: Matcher, name: str, params: dict[str, Any])
     return f"{column} = ${name}" if matcher.op == "=" else f"{column} IS DISTINCT FROM ${name}"
 
 
-def _ratio_terms(signal: Signal, params: dict[str, Any]) -> tuple[str, str]:
-    """(numerator, denominator) SQL of an additive signal."""
+def _ratio_terms(signal: Signal, params: dict[str, Any], prefix: str = "") -> tuple[str, str]:
+    """(numerator, denominator) SQL of an additive signal; its parameters' names start with
+    `prefix` (several signals share one statement)."""
     if signal.name == "burn":
         assert signal.inner is not None
-        return _ratio_terms(signal.inner, params)
+        return _ratio_terms(signal.inner, params, prefix)
     if signal.name in ("errors", "error_rate"):
         conditions = ["error_category IS NOT NULL"]
         for i, matcher in enumerate(signal.error_matchers()):
-            conditions.append(_match_sql(ERROR_LABELS[matcher.label], matcher, f"e{i}", params))
+            conditions.append(_match_sql(ERROR_LABELS[matcher.label], matcher, f"{prefix}e{i}", params))
         return f"count(*) FILTER (WHERE {' AND '.join(conditions)})", "count(*)"
     if signal.name == "slow_rate":
-        params["limit_ms"] = signal.limit_ms
-        return "count(*) FILTER (WHERE latency_ms > $limit_ms)", "count(latency_ms)"
+        params[f"{prefix}limit_ms"] = signal.limit_ms
+        return f"count(*) FILTER (WHERE latency_ms > ${prefix}limit_ms)", "count(latency_ms)"
     if signal.name == "mean":
         return f"sum({signal.column})", f"count({signal.column})"
     return "count(*)", "count(*)"  # requests, throughput
 
 
-def _additive(con: duckdb.DuckDBPyConnection, signal: Signal, grid: Grid, scope: Scope, width: int
-              ) -> dict[GroupKey, Series]:
-    keys, where, lines, params = _base(signal, scope)
-    numerator, denominator = _ratio_terms(signal, params)
-    params.update(_time_params(grid, width))
-    sql = ADDITIVE_SQL.format(keys=keys, numerator=numerator, denominator=denominator, where=where,
-                              lines=lines)
+def additive_batch_key(signal: Signal) -> tuple[Matcher, ...] | None:
+    """Additive signals with the same key (the same lines) can share one scan; None: not
+    an additive signal."""
+    if signal.name == "psi" or signal.name in _AGGREGATES:
+        return None
+    return _outer(signal).line_matchers()
+
+
+def compute_additive(con: duckdb.DuckDBPyConnection, batch: Sequence[Signal], grid: Grid, scope: Scope
+                     ) -> dict[Signal, dict[GroupKey, Series]]:
+    """Each additive signal's value per group over `grid`, all in one scan (the signals must
+    share `additive_batch_key`): the numerators and denominators per slot, then a rolling sum
+    over each signal's own window."""
+    keys, where, lines, params = _base(batch[0], scope)
+    aliases: dict[str, str] = {}
+    columns: list[tuple[Signal, str, str, int]] = []  # signal, numerator alias, denominator alias, width
+    for n, signal in enumerate(batch):
+        terms = _ratio_terms(signal, params, prefix=f"s{n}_" if n else "")
+        num, den = (aliases.setdefault(term, f"t{len(aliases)}") for term in terms)
+        width = grid.steps(signal.window) if signal.window is not None else 1
+        columns.append((signal, num, den, width))
+    widest = max(width for _, _, _, width in columns)
+    params.update(_time_params(grid, widest))
+    terms = ",\n       ".join(f"{term} AS {alias}" for term, alias in aliases.items())
+    sql = ADDITIVE_SQL.format(keys=keys, where=where, lines=lines, terms=terms)
     rows = run(con, sql, params, scope.filters).fetchall()
-    # Per-slot sums over the grid plus the width−1 slots before it, then a rolling sum.
-    length = grid.slots + width - 1
-    first = grid.first_slot - (width - 1)
-    sums: dict[GroupKey, tuple[np.ndarray, np.ndarray]] = {}
-    for row in rows:
-        key = tuple(row[: len(scope.by)])
-        slot, num, den = row[len(scope.by):]
-        nums, dens = sums.setdefault(key, (np.zeros(length), np.zeros(length)))
-        nums[slot - first] += float(num or 0)
-        dens[slot - first] += float(den or 0)
-    window_s = width * grid.step_us / 1e6
-    out: dict[GroupKey, Series] = {}
-    for key, (nums, dens) in sums.items():
-        num, den = rolling_sum(nums, width), rolling_sum(dens, width)
-        out[key] = Series(additive_value(signal, num, den, window_s), den)
+    at = {alias: len(scope.by) + 1 + i for i, alias in enumerate(aliases.values())}
+    out: dict[Signal, dict[GroupKey, Series]] = {}
+    for signal, num_alias, den_alias, width in columns:
+        # Per-slot sums over the grid plus the width−1 slots before it, then a rolling sum.
+        length = grid.slots + width - 1
+        first = grid.first_slot - (width - 1)
+        sums: dict[GroupKey, tuple[np.ndarray, np.ndarray]] = {}
+        for row in rows:
+            slot = row[len(scope.by)]
+            if slot < first:
+                continue  # read for a wider window of the batch
+            key = tuple(row[: len(scope.by)])
+            nums, dens = sums.setdefault(key, (np.zeros(length), np.zeros(length)))
+            nums[slot - first] += float(row[at[num_alias]] or 0)
+            dens[slot - first] += float(row[at[den_alias]] or 0)
+        window_s = width * grid.step_us / 1e6
+        series: dict[GroupKey, Series] = {}
+        for key, (nums, dens) in sums.items():
+            num, den = rolling_sum(nums, width), rolling_sum(dens, width)
+            series[key] = Series(additive_value(signal, num, den, window_s), den)
+        out[signal] = series
     return out
 
 
