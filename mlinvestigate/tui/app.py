@@ -41,6 +41,7 @@ from ..sanitize import clean
 from . import panels
 from .feed import Feeder, FeedStatus, Retention
 from .messages import ClockRead, FeedProgress, PanelData, PanelFailed, TraceReady
+from .pacing import ForegroundGate, PacedCursor
 from .panels import WINDOWS, Clock, EventNames, Frame, View
 from .widgets import (
     AlertBanner,
@@ -279,6 +280,9 @@ class MainScreen(Screen[None]):
         self.clock_worker: Worker[None] | None = None
         self.clock_pending = True
         self._cursors: dict[str, duckdb.DuckDBPyConnection] = {}
+        self.gate = ForegroundGate()
+        """Closed while the signals or tables run: the background groups' statements wait."""
+        self._waited: dict[str, float] = {}
         self.marks: tuple[panels.LoadMark, ...] = ()
         self.latency_keys: tuple[tuple[str | None, str | None], ...] = ()
         """The (service, model) pairs of the latest latency result, for `m`."""
@@ -405,6 +409,8 @@ class MainScreen(Screen[None]):
                 pass
         call = self._group_call(name, frame)
         state.running, state.started, state.done_for = True, time.monotonic(), key
+        if name not in BACKGROUND:
+            self.gate.close()
         state.worker = self.run_worker(partial(self._group_work, name, frame, call), name=name,
                                        group=name, exclusive=True, thread=True, exit_on_error=False)
 
@@ -429,8 +435,9 @@ class MainScreen(Screen[None]):
         cur = self.monitor.cursor()
         self._cursors[name] = cur
         started = time.monotonic()
+        paced = PacedCursor(cur, self.gate, lambda: worker.is_cancelled) if name in BACKGROUND else None
         try:
-            data = call(cur)
+            data = call(paced or cur)
         except duckdb.InterruptException:
             return  # replaced by a newer refresh
         except Exception as exc:
@@ -441,15 +448,20 @@ class MainScreen(Screen[None]):
             if self._cursors.get(name) is cur:
                 del self._cursors[name]
             cur.close()
+            waited = paced.waited if paced is not None else 0.0
+            self._waited[name] = waited
         if not worker.is_cancelled:
-            self.post_message(PanelData(name, frame, data, time.monotonic() - started))
+            self.post_message(PanelData(name, frame, data, time.monotonic() - started - waited))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        for state in self.groups.values():
+        for name, state in self.groups.items():
             if event.worker is state.worker and event.state in (
                     WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
                 state.running = False
-                state.duration = time.monotonic() - state.started
+                # Time spent waiting for the foreground is not time the group took.
+                state.duration = time.monotonic() - state.started - self._waited.pop(name, 0.0)
+                if not self._foreground_running():
+                    self.gate.open()
                 if self.frame is not None:
                     self._start_due_groups(self.frame)  # the background groups waited for this
 
