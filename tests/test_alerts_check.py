@@ -395,6 +395,64 @@ def test_percentiles_in_time_chunks_equal_one_statement(sample_con: duckdb.DuckD
         np.testing.assert_array_equal(whole[key].support, chunked[key].support)
 
 
+TAIL_SIGNALS = ["p99(latency_ms)[10m] > 0", "p95(latency_ms)[5m] > 0", "p90(latency_ms)[3m] > 0",
+                "p99.9(latency_ms) > 0", "p5(latency_ms)[3m] > 0", "p1(latency_ms)[2m] > 0",
+                "min(latency_ms)[5m] > 0", "max(latency_ms)[15m] > 0"]
+
+
+@pytest.mark.parametrize("text", TAIL_SIGNALS)
+def test_tail_percentiles_from_kept_values_equal_the_plain_quantile(
+        text: str, sample_con: duckdb.DuckDBPyConnection, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlinvestigate.alerts import signals
+
+    lines_sql, params = event_kinds(sample_con).request_line_sql()
+    scope = Scope(Filters(), lines_sql, params, (grouping("model_id"), grouping("service")))
+    signal = parse(text).signal  # type: ignore[union-attr]
+    grid = _grid(at(2, 30), 60)
+    calls: list[str] = []
+    real_run = signals.run
+    monkeypatch.setattr(signals, "run", lambda con, sql, *a: calls.append(sql) or real_run(con, sql, *a))
+    tail = compute(sample_con, signal, grid, scope)
+    assert any("kept" in sql for sql in calls)  # the tail path was taken
+    monkeypatch.setattr(signals, "TAIL_SHARE", -1.0)
+    plain = compute(sample_con, signal, grid, scope)
+    assert tail.keys() == plain.keys()
+    for key in plain:
+        np.testing.assert_array_equal(tail[key].support, plain[key].support)
+        np.testing.assert_allclose(tail[key].values, plain[key].values, rtol=1e-12, equal_nan=True)
+
+
+def test_tail_percentiles_with_ties_tiny_windows_and_gaps(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 1, 2 or 3 values in some windows, none in others, many equal values: the ranks at the
+    # ends of the kept lists.
+    from mlinvestigate.alerts import signals
+
+    rng = np.random.default_rng(5)
+    rows = []
+    for t in range(40):
+        n = [0, 1, 2, 3, 40, 400][t % 6]
+        values = rng.choice([5.0, 7.0, 7.0, 100.0, 1e4], size=n) + (t % 4 == 0) * rng.random(n)
+        for i, value in enumerate(values):
+            rows.append({"ts": BASE + timedelta(minutes=t, seconds=i * 60 / max(n, 1)),
+                         "latency": float(value), "service": "ab"[i % 2]})
+    con = events_con(rows)
+    lines_sql, params = event_kinds(con).request_line_sql()
+    scope = Scope(Filters(), lines_sql, params, (grouping("service"),))
+    grid = _grid(BASE, 40)
+    for text in ["p99(latency_ms)[3m] > 0", "p75(latency_ms)[5m] > 0", "p2(latency_ms)[4m] > 0",
+                 "max(latency_ms)[2m] > 0", "min(latency_ms) > 0"]:
+        signal = parse(text).signal  # type: ignore[union-attr]
+        monkeypatch.setattr(signals, "TAIL_SHARE", 10.0)  # the tail path, however much it keeps
+        tail = compute(con, signal, grid, scope)
+        monkeypatch.setattr(signals, "TAIL_SHARE", -1.0)
+        plain = compute(con, signal, grid, scope)
+        assert tail.keys() == plain.keys() == {("a",), ("b",)}
+        for key in plain:
+            np.testing.assert_array_equal(tail[key].support, plain[key].support)
+            np.testing.assert_allclose(tail[key].values, plain[key].values, rtol=1e-12, equal_nan=True,
+                                       err_msg=text)
+
+
 def test_additive_signals_in_one_scan_equal_each_alone(sample_con: duckdb.DuckDBPyConnection) -> None:
     # Rules reading the same lines share one scan; windows of different widths and matchers
     # with their own parameters must come out as when each signal is computed alone, and a

@@ -264,37 +264,142 @@ quantile keeps every value of its group in memory, and on 10M events p99 over 5-
 windows held 33M of them: past the 1 GB memory limit. Longer histories are computed in time
 chunks, each exact, so memory no longer grows with the history."""
 
-COUNT_LINES_SQL = """
-SELECT count(*)
+SLOT_COUNTS_SQL = """
+SELECT {keys}
+       epoch_us(ts) // $step_us AS slot,
+       count(*) AS n
 FROM events
 WHERE {where}
   AND ts >= $lo AND ts < $hi
   AND {lines}
   AND {column} IS NOT NULL
+GROUP BY ALL
 """
+
+TAIL_SQL = """
+WITH lines AS (
+    SELECT {keys}
+           epoch_us(ts) // $step_us AS slot,
+           {column} AS x
+    FROM events
+    WHERE {where}
+      AND ts >= $lo AND ts < $hi
+      AND {lines}
+      AND {column} IS NOT NULL
+),
+per_slot AS (
+    SELECT {key_names}
+           slot,
+           count(*) AS n,
+           {end}(x, $keep) AS kept
+    FROM lines
+    GROUP BY ALL
+),
+windows AS (
+    SELECT {key_names}
+           slot + shift AS slot,
+           sum(n) AS den,
+           list_sort(flatten(list(kept)), '{order}') AS kept,
+           (sum(n) - 1) * $q AS h
+    FROM per_slot, range($width) AS r(shift)
+    WHERE slot + shift >= $first_slot AND slot + shift < $end_slot
+    GROUP BY ALL
+),
+ends AS (
+    SELECT {key_names}
+           slot,
+           den,
+           kept[{lower}] AS lower,
+           kept[{upper}] AS upper,
+           h - floor(h) AS fraction
+    FROM windows
+)
+SELECT {key_names}
+       slot,
+       den,
+       CASE WHEN fraction = 0 THEN lower ELSE lower + (upper - lower) * fraction END AS num
+FROM ends
+"""
+"""An order statistic near one end of the values (p90 and up, p10 and down, min, max) from
+the `$keep` values nearest that end in each slot: every one of a window's k highest values
+is among the k highest of its own slot. So only those stand in each window (p99 over 10
+minutes: a tenth of the lines instead of ten times them), and the value at rank (n − 1)·q of
+the whole window is read from the kept list with `quantile_cont`'s interpolation."""
+
+TAIL_POSITIONS = {
+    # (aggregate keeping the values nearest the end, sort order, 1-based list index of the
+    # lower and upper neighbours of rank h, counted from that end)
+    "top": ("max", "DESC", "CAST(den - floor(h) AS BIGINT)", "CAST(den - ceil(h) AS BIGINT)"),
+    "bottom": ("min", "ASC", "CAST(floor(h) AS BIGINT) + 1", "CAST(ceil(h) AS BIGINT) + 1"),
+}
+
+TAIL_SHARE = 0.5
+"""The tail path is taken when it holds at most this share of the values the plain path would
+(for a median it would hold them all, and list sorting is slower than quantile_cont)."""
+
+
+def _quantile_of(signal: Signal) -> float:
+    if signal.name == "min":
+        return 0.0
+    if signal.name == "max":
+        return 1.0
+    return (signal.percentile or 0) / 100
+
+
+def _tail_keep(counts: dict[GroupKey, np.ndarray], q: float, width: int) -> int:
+    """Values to keep per slot so that every window's rank (n − 1)·q and its neighbour are
+    among them, counted from the nearer end."""
+    keep = 1
+    for per_slot in counts.values():
+        n = rolling_sum(per_slot, width)
+        n = n[n > 0]
+        if not len(n):
+            continue
+        h = (n - 1) * q
+        need = n - np.floor(h) if q >= 0.5 else np.ceil(h) + 1
+        keep = max(keep, int(need.max()))
+    return keep
 
 
 def _order_statistic(con: duckdb.DuckDBPyConnection, signal: Signal, grid: Grid, scope: Scope, width: int
                      ) -> dict[GroupKey, Series]:
     keys, where, lines, params = _base(signal, scope)
+    q = _quantile_of(signal)
     if signal.name == "quantile":
-        params["q"] = (signal.percentile or 0) / 100
+        params["q"] = q
     key_names = "".join(f"g{i}, " for i in range(len(scope.by)))
-    sql = ORDER_SQL.format(keys=keys, key_names=key_names, where=where, lines=lines,
-                           column=signal.column, aggregate=_AGGREGATES[signal.name])
     spans = _time_params(grid, width)
-    counting = {k: v for k, v in params.items() if k != "q"} | {"lo": spans["lo"], "hi": spans["hi"]}
-    total = run(con, COUNT_LINES_SQL.format(where=where, lines=lines, column=signal.column),
-                counting, scope.filters).fetchone()[0]
-    chunks = max(1, min(grid.slots, -(-int(total) * width // ORDER_VALUES_PER_STATEMENT)))
+    counting = {k: v for k, v in params.items() if k != "q"} | {"step_us": grid.step_us, "lo": spans["lo"],
+                                                                "hi": spans["hi"]}
+    counts: dict[GroupKey, np.ndarray] = {}
+    first = grid.first_slot - (width - 1)
+    for row in run(con, SLOT_COUNTS_SQL.format(keys=keys, where=where, lines=lines, column=signal.column),
+                   counting, scope.filters).fetchall():
+        per_slot = counts.setdefault(tuple(row[: len(scope.by)]), np.zeros(grid.slots + width - 1))
+        per_slot[row[len(scope.by)] - first] += row[-1]
+    total = int(sum(c.sum() for c in counts.values()))
+    plain_values = total * width
+    keep = _tail_keep(counts, q, width)
+    tail_values = int(sum(np.minimum(c, keep).sum() for c in counts.values())) * width
+    if tail_values <= TAIL_SHARE * plain_values:
+        end, order, lower, upper = TAIL_POSITIONS["top" if q >= 0.5 else "bottom"]
+        sql = TAIL_SQL.format(keys=keys, key_names=key_names, where=where, lines=lines, column=signal.column,
+                              end=end, order=order, lower=lower, upper=upper)
+        params.update(keep=keep, q=q)
+        held = tail_values
+    else:
+        sql = ORDER_SQL.format(keys=keys, key_names=key_names, where=where, lines=lines,
+                               column=signal.column, aggregate=_AGGREGATES[signal.name])
+        held = plain_values
+    chunks = max(1, min(grid.slots, -(-held // ORDER_VALUES_PER_STATEMENT)))
     out: dict[GroupKey, Series] = {}
     for k in range(chunks):
         # Slots [start, end) of this chunk; its lines reach back width − 1 slots before it.
         start = grid.first_slot + grid.slots * k // chunks
-        end = grid.first_slot + grid.slots * (k + 1) // chunks
-        chunk = Grid(grid.step_us, start, end - start)
+        end_slot = grid.first_slot + grid.slots * (k + 1) // chunks
+        chunk = Grid(grid.step_us, start, end_slot - start)
         chunk_params = dict(params) | _time_params(chunk, width)
-        chunk_params.update(width=width, first_slot=start, end_slot=end)
+        chunk_params.update(width=width, first_slot=start, end_slot=end_slot)
         for row in run(con, sql, chunk_params, scope.filters).fetchall():
             key = tuple(row[: len(scope.by)])
             slot, den, value = row[len(scope.by):]
