@@ -86,19 +86,23 @@ class GroupState:
         return now - self.started >= 0.95 * slower * wait
 
 
-GROUP_SCHEDULE = {"signals": (0.8, 0.65), "tables": (0.8, 0.65), "loads": (5.0, 0.1), "alerts": (30.0, 0.05),
+GROUP_SCHEDULE = {"signals": (0.7, 0.65), "tables": (0.7, 0.65), "loads": (5.0, 0.1), "alerts": (30.0, 0.05),
                   "drift": (60.0, 0.05)}
 """(seconds between refreshes, share of time running at most) per group: the signals and tables
 at least once a second when their queries are fast; load markers, alert rules (one replay of the
 shipped rules over the window) and drift (a heavier scan that reads the records' JSON) much less
 often. Measured at 20k lines/s on 2 cores (BENCHMARKS.md §3): alerts every 10 s and drift every
-20 s took ~30 % of a core from ingestion (p95 lag 2.4 s); with these, and the signals allowed
-65 % of the time every 0.8 s, the screen refreshes once a second with a p95 lag of 1.4 s."""
+20 s took ~30 % of a core from ingestion (p95 lag 2.4 s). Every 0.8 s (which the 0.25 s ticks
+made 1.0 s) gave 0.97 refreshes/s; every 0.7 s with 0.1 s ticks, 1.23/s with the same lag
+(p95 1.9 s in 300 s)."""
 
 BACKGROUND = frozenset({"loads", "alerts", "drift"})
 """Groups started only when the signals and tables are not running."""
 
-TICKS_PER_INTERVAL = 4
+TICKS_PER_INTERVAL = 10
+"""Ticks per refresh interval. A group starts on the first tick after it is due: with 4 ticks
+(every 0.25 s) the signals, due 0.76 s after they started, waited for the tick at 1.0 s, and
+the screen refreshed 0.97 times a second instead of 1.25."""
 BEHIND_SLOWDOWN = 2.0
 """Refresh intervals are this much longer while ingestion is behind the stream."""
 
@@ -339,18 +343,21 @@ class MainScreen(Screen[None]):
         self._show_waiting()
         self._draw_bars()
         if self.refresh_interval:
-            # Look four times per interval: a group starts as soon as it is due, instead of
-            # waiting for the next whole interval (which halves the refresh rate).
+            # Look several times per interval: a group starts as soon as it is due, instead
+            # of waiting for the next whole interval (which halves the refresh rate).
             self.set_interval(self.refresh_interval / TICKS_PER_INTERVAL, self.tick)
         self.tick()
 
     # --------------------------------------------------------------------------- scheduling
 
     def tick(self) -> None:
-        """Read the clock when something may have changed; the clock starts the panels."""
+        """Read the clock when something may have changed and a group is due; the clock
+        starts the panels."""
         if self.clock_worker is not None and self.clock_worker.state in (WorkerState.PENDING,
                                                                           WorkerState.RUNNING):
             return
+        if self.clock is not None and self.frame is not None and not self._any_due(time.monotonic()):
+            return  # a clock read costs a query and a repaint: only when something will start
         if not self.clock_pending and self.clock is not None and self.frame is not None:
             # Nothing new arrived and the view is the same: only groups that were not due last
             # time need another look (their frame is already known).
@@ -396,6 +403,11 @@ class MainScreen(Screen[None]):
             if name in BACKGROUND and self._foreground_running():
                 continue  # after the signals and tables: they are what the user waits for
             self._start_group(name, state, frame, key)
+
+    def _any_due(self, now: float) -> bool:
+        slower = BEHIND_SLOWDOWN if self.feed is not None and self.feed.behind else 1.0
+        return any(state.done_for is None or state.done_for[0] != self.generation
+                   or (not state.running and state.due(now, slower)) for state in self.groups.values())
 
     def _foreground_running(self) -> bool:
         return any(self.groups[g].running for g in self.groups if g not in BACKGROUND)
