@@ -154,7 +154,7 @@ _READONLY_TYPES = {"SELECT", "EXPLAIN", "PRAGMA"}
 def run_readonly_sql(con: duckdb.DuckDBPyConnection, query: str) -> Result:
     """Run one read-only statement. Writes, ATTACH, COPY, INSTALL/LOAD and SET are refused; the
     connection also loses access to files outside the database for this query."""
-    import duckdb
+    from .duckdb_core import duckdb
 
     try:
         statements = duckdb.extract_statements(query)

@@ -77,7 +77,7 @@ _LOCK_PID = re.compile(r"PID (\d+)")
 
 def connect(db: str | None, *, read_only: bool = False, create: bool = True) -> duckdb.DuckDBPyConnection:
     """Open (and migrate) the database. Raises StoreError with a one-line reason."""
-    import duckdb
+    from .duckdb_core import duckdb
 
     path = resolve_db_path(db) if db != MEMORY else MEMORY
     if path != MEMORY and not create and not Path(path).exists():

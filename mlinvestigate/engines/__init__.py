@@ -113,14 +113,13 @@ class DuckDBEngine:
         return self.con.execute(sql_for(sql, DUCKDB), dict(params) if params else None)
 
     def user_errors(self) -> tuple[type[BaseException], ...]:
-        import duckdb
+        from ..duckdb_core import duckdb
 
         return (duckdb.ConversionException, duckdb.InvalidInputException,
                 duckdb.OutOfRangeException, duckdb.BinderException)
 
     def check_condition(self, where: str) -> None:
-        import duckdb
-
+        from ..duckdb_core import duckdb
         from ..errors import UsageError
 
         probe = f"SELECT 1 FROM events WHERE ({where}) LIMIT 0"

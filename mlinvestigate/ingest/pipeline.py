@@ -27,6 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+# The whole package, not duckdb_core's engine module: registering Arrow data needs the
+# Arrow set-up that `import duckdb` does.
+import duckdb
+
 from ..errors import InputError, UsageError
 from ..schema import REJECT_RAW_LIMIT
 from . import aliases, envelopes, normalize, reader

@@ -441,7 +441,7 @@ class MainScreen(Screen[None]):
 
     def _group_work(self, name: str, frame: Frame, call: Callable[[duckdb.DuckDBPyConnection], Any]) -> None:
         """Runs in a worker thread, with a cursor of its own."""
-        import duckdb
+        from ..duckdb_core import duckdb
 
         worker = get_current_worker()
         cur = self.monitor.cursor()

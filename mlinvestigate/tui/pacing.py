@@ -63,7 +63,7 @@ class PacedCursor:
     def execute(self, *args: Any, **kwargs: Any) -> Any:
         self.waited += self._gate.wait(self._max_wait, self._stop)
         if self._stop():
-            import duckdb
+            from ..duckdb_core import duckdb
 
             raise duckdb.InterruptException("replaced by a newer refresh")
         return self._cursor.execute(*args, **kwargs)
