@@ -423,9 +423,13 @@ def test_sanitized_labels_never_carry_escape_sequences() -> None:
 # Layout only; review every --snapshot-update in the report before accepting it.
 
 
-def _settled_main(pilot: Any) -> Coroutine[Any, Any, None]:
+async def _settled_main(pilot: Any) -> None:
     app = pilot.app
-    return settle(pilot, app, tuple(app.main.groups))
+    await settle(pilot, app, tuple(app.main.groups))
+    # The tables lay themselves out again after the resize's refresh (call_after_refresh);
+    # on a busy machine that comes after the panels settle: let it happen before the shot.
+    await pilot.pause(0.2)
+    await pilot.pause()
 
 
 @pytest.mark.parametrize("size", [SIZE, SMALL], ids=["120x36", "80x24"])
