@@ -142,7 +142,8 @@ async def measure(args: argparse.Namespace) -> dict[str, object]:
                 print(f"{elapsed:6.1f}s lines {status.lines:>10,} events kept "
                       f"{app.main.clock.events if app.main.clock else 0:>9,} lag "
                       f"{lag if lag is not None else float('nan'):5.2f}s backlog {backlog[-1]:5.2f}s "
-                      f"rss {rss[-1]:6.0f} MB refreshes {app.main.metrics.refreshes}", flush=True)
+                      f"rss {rss[-1]:6.0f} MB refreshes {app.main.metrics.refreshes} running "
+                      f"{','.join(n for n, g in app.main.groups.items() if g.running) or '-'}", flush=True)
         metrics = app.main.metrics
         measured = args.seconds - args.warmup
         result = {
