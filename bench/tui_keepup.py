@@ -40,7 +40,10 @@ def limiter(rate: float, read_ahead_s: float = 5.0) -> None:
     A thread reads up to `read_ahead_s` of lines ahead, so the niced generator's pauses (it
     yields the CPU to the app) never starve the stream."""
     import queue
+    import signal
     import threading
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 
     source, out = sys.stdin.buffer, sys.stdout.buffer
     block_bytes = 256 * 1024  # ~700 lines of the sample: few queue operations per second
@@ -56,21 +59,32 @@ def limiter(rate: float, read_ahead_s: float = 5.0) -> None:
     start, sent = time.monotonic(), 0
     pending: list[bytes] = []
     ended = False
-    while not (ended and not pending):
-        due = int((time.monotonic() - start) * rate) - sent
-        while len(pending) < due and not ended:
-            block = ahead.get()
-            ended = not block
-            pending.extend(block)
-        if due > 0 and pending:
-            lines, pending = pending[:due], pending[due:]
-            try:
-                out.write(b"".join(lines))
-                out.flush()
-            except BrokenPipeError:
-                return
-            sent += len(lines)
-        time.sleep(0.01)
+    # Seconds spent waiting for the generator (the read-ahead ran dry: the stream, not the app,
+    # stalled) and for the app (the pipe was full), reported on stderr at the end.
+    waited_generator = waited_app = 0.0
+    try:
+        while not (ended and not pending):
+            due = int((time.monotonic() - start) * rate) - sent
+            while len(pending) < due and not ended:
+                before = time.monotonic()
+                block = ahead.get()
+                waited_generator += time.monotonic() - before
+                ended = not block
+                pending.extend(block)
+            if due > 0 and pending:
+                lines, pending = pending[:due], pending[due:]
+                before = time.monotonic()
+                try:
+                    out.write(b"".join(lines))
+                    out.flush()
+                except BrokenPipeError:
+                    return
+                waited_app += time.monotonic() - before
+                sent += len(lines)
+            time.sleep(0.01)
+    finally:
+        print(f"limiter: waited {waited_generator:.1f} s for the generator, {waited_app:.1f} s for the app "
+              f"(pipe full), over {time.monotonic() - start:.0f} s", file=sys.stderr, flush=True)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -170,9 +184,14 @@ async def measure(args: argparse.Namespace) -> dict[str, object]:
             / (time.monotonic() - started),
         }
         await pilot.press("q")
-    for process in (pacer, generator):
-        process.kill()
-        process.wait()
+    pacer.terminate()  # it reports its waits on the way out
+    try:
+        pacer.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pacer.kill()
+        pacer.wait()
+    generator.kill()
+    generator.wait()
     return result
 
 
