@@ -105,7 +105,7 @@ GROUP BY ALL
 """Numerators and denominators per slot and group of every additive signal selecting the same
 lines (`{terms}`: `count(*) FILTER (…) AS t0, count(*) AS t1, …`): rules share one scan."""
 
-ORDER_SQL = """
+ORDER_LINES_SQL = """
 WITH lines AS (
     SELECT {keys}
            epoch_us(ts) // $step_us AS slot,
@@ -115,7 +115,10 @@ WITH lines AS (
       AND ts >= $lo AND ts < $hi
       AND {lines}
       AND {column} IS NOT NULL
-)
+)"""
+"""The lines of an order statistic: their group, slot and value (both query shapes start here)."""
+
+ORDER_SQL = ORDER_LINES_SQL + """
 SELECT {key_names}
        slot + shift AS slot,
        count(*) AS den,
@@ -276,17 +279,7 @@ WHERE {where}
 GROUP BY ALL
 """
 
-TAIL_SQL = """
-WITH lines AS (
-    SELECT {keys}
-           epoch_us(ts) // $step_us AS slot,
-           {column} AS x
-    FROM events
-    WHERE {where}
-      AND ts >= $lo AND ts < $hi
-      AND {lines}
-      AND {column} IS NOT NULL
-),
+TAIL_SQL = ORDER_LINES_SQL + """,
 per_slot AS (
     SELECT {key_names}
            slot,
