@@ -94,7 +94,9 @@ shipped rules over the window) and drift (a heavier scan that reads the records'
 often. Measured at 20k lines/s on 2 cores (BENCHMARKS.md §3): alerts every 10 s and drift every
 20 s took ~30 % of a core from ingestion (p95 lag 2.4 s). Every 0.8 s (which the 0.25 s ticks
 made 1.0 s) gave 0.97 refreshes/s; every 0.7 s with 0.1 s ticks, 1.23/s with the same lag
-(p95 1.9 s in 300 s)."""
+in 300 s (p95 1.9 s). Over 30 minutes: 1.07-1.10/s, but a lag p95 of 4.8-5.8 s against 2.5 s
+for the old schedule in an earlier session; whether the faster refresh costs that lag or the
+machine was slower is not settled (BENCHMARKS.md §3)."""
 
 BACKGROUND = frozenset({"loads", "alerts", "drift"})
 """Groups started only when the signals and tables are not running."""
