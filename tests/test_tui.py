@@ -27,7 +27,7 @@ from mlinvestigate.result import Result
 from mlinvestigate.sample import generate
 from mlinvestigate.tui import panels
 from mlinvestigate.tui.app import HelpScreen, MainScreen, MonitorApp, SearchScreen, TraceScreen
-from mlinvestigate.tui.feed import Feeder, Retention
+from mlinvestigate.tui.feed import Checkpoints, Feeder, Retention
 from mlinvestigate.tui.panels import Clock, View
 from mlinvestigate.tui.widgets import LineChart, RequestTable, Series, VersionTable, sparkline
 
@@ -303,6 +303,49 @@ def test_retention_keeps_the_newest_events(tmp_path: Path) -> None:
     Retention(max_events=10_000, max_age=timedelta(minutes=1)).prune(con)
     oldest = con.execute("SELECT min(ts) FROM events").fetchone()[0]
     assert oldest >= newest - timedelta(minutes=1)
+
+
+def _row_groups(con: duckdb.DuckDBPyConnection) -> int:
+    return con.execute("SELECT count(DISTINCT row_group_id) FROM pragma_storage_info('events')").fetchone()[0]
+
+
+def test_the_feeders_checkpoints_give_back_the_rows_the_retention_deleted() -> None:
+    con = store.connect(store.MEMORY)
+    checkpoints = Checkpoints(every_lines=300_000)
+    checkpoints.take_over(con)
+    for start in range(0, 300_000, 100_000):  # three commits, as a stream arrives
+        con.execute("INSERT INTO events (ts, event, attrs) SELECT TIMESTAMP '2026-01-01' + i * INTERVAL 1 "
+                    "SECOND, 'prediction', '{\"n\": ' || i || '}' FROM range($a, $a + 100000) r(i)",
+                    {"a": start})
+    Retention(max_events=1000, max_age=timedelta(days=30)).prune(con)
+    before = _row_groups(con)
+    assert before >= 3
+    assert not checkpoints.ingested(con, 200_000)  # not yet: the deleted rows still take room
+    assert _row_groups(con) == before
+    assert checkpoints.ingested(con, 100_000)
+    assert _row_groups(con) == 1
+    assert con.execute("SELECT count(*) FROM events").fetchone()[0] == 1000
+
+
+def test_a_checkpoint_refused_during_another_write_is_tried_again_later() -> None:
+    class RefusingOnce:
+        """DuckDB refuses a CHECKPOINT while it counts another transaction as a write; which
+        queries do is not reproducible on demand, so the refusal is simulated."""
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def execute(self, sql: str) -> None:
+            self.calls += 1
+            if self.calls == 1:
+                raise duckdb.TransactionException("Cannot CHECKPOINT: there are other write transactions")
+
+    cursor = RefusingOnce()
+    checkpoints = Checkpoints(every_lines=10)
+    assert not checkpoints.ingested(cursor, 50)  # type: ignore[arg-type]  # refused: not an error
+    assert checkpoints.ingested(cursor, 0)  # type: ignore[arg-type]  # the 50 lines are still owed one
+    assert not checkpoints.ingested(cursor, 5)  # type: ignore[arg-type]
+    assert cursor.calls == 2
 
 
 # ---------------------------------------------------------------------------------- views
