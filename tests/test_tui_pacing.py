@@ -42,6 +42,18 @@ def test_a_statement_waits_no_longer_than_max_wait(cursor: duckdb.DuckDBPyConnec
     assert 0.15 <= paced.waited < 1.0
 
 
+def test_a_statement_also_waits_while_ingestion_is_behind(cursor: duckdb.DuckDBPyConnection) -> None:
+    caught_up = threading.Event()
+    gate = ForegroundGate(behind=lambda: not caught_up.is_set())  # open, but ingestion is behind
+    paced = PacedCursor(cursor, gate, lambda: False, max_wait=5.0)
+    threading.Timer(0.3, caught_up.set).start()
+    assert paced.execute("SELECT 3").fetchone() == (3,)
+    assert 0.25 <= paced.waited < 2.0
+    held = PacedCursor(cursor, ForegroundGate(behind=lambda: True), lambda: False, max_wait=0.2)
+    assert held.execute("SELECT 4").fetchone() == (4,)  # never caught up: runs after max_wait
+    assert 0.15 <= held.waited < 1.0
+
+
 def test_a_cancelled_worker_stops_waiting_and_runs_nothing(cursor: duckdb.DuckDBPyConnection) -> None:
     gate = ForegroundGate()
     gate.close()

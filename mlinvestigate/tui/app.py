@@ -286,8 +286,9 @@ class MainScreen(Screen[None]):
         self.clock_worker: Worker[None] | None = None
         self.clock_pending = True
         self._cursors: dict[str, duckdb.DuckDBPyConnection] = {}
-        self.gate = ForegroundGate()
-        """Closed while the signals or tables run: the background groups' statements wait."""
+        self.gate = ForegroundGate(behind=self._ingest_behind)
+        """Closed while the signals or tables run, or ingestion is behind: the background
+        groups' statements wait."""
         self._waited: dict[str, float] = {}
         self.marks: tuple[panels.LoadMark, ...] = ()
         self.latency_keys: tuple[tuple[str | None, str | None], ...] = ()
@@ -297,6 +298,11 @@ class MainScreen(Screen[None]):
         self._last_failure: str | None = None
         self._ended_noted = False
         self._error_noted: str | None = None
+
+    def _ingest_behind(self) -> bool:
+        """Asked from background workers: the feeder's own status, not the last one posted."""
+        feed = self.monitor.feed_status()
+        return feed is not None and feed.behind
 
     @property
     def monitor(self) -> MonitorApp:

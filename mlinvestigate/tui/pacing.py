@@ -3,7 +3,9 @@
 The alert replay and the drift scan take seconds of both cores on a busy stream, and DuckDB's
 thread count is per database, so they cannot be given one core of their own. Instead each of
 their statements waits until the signals and tables are not running: the heavy work fills the
-gaps between refreshes instead of slowing them down (and the lag with them).
+gaps between refreshes instead of slowing them down (and the lag with them). They also wait
+while ingestion is behind the stream: a drift scan on both cores during a checkpoint of the live
+database let the lag reach 3.2 s in a 30-minute run.
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ to back the background must still make progress."""
 
 
 class ForegroundGate:
-    """Open while no foreground group runs. Opened and closed by the UI thread, waited on by
-    background workers."""
+    """Open while no foreground group runs and `behind()` is false. Opened and closed by the UI
+    thread, waited on by background workers; `behind` is asked by the waiting worker."""
 
-    def __init__(self) -> None:
+    def __init__(self, behind: Callable[[], bool] | None = None) -> None:
         self._idle = threading.Event()
         self._idle.set()
+        self._behind = behind or (lambda: False)
 
     def close(self) -> None:
         self._idle.clear()
@@ -39,11 +42,17 @@ class ForegroundGate:
         """Wait until open, `timeout` seconds at most or until `stop()`; the seconds waited."""
         started = time.monotonic()
         deadline = started + timeout
-        while not self._idle.is_set() and not stop():
+        while not stop():
+            idle = self._idle.is_set()
+            if idle and not self._behind():
+                break
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            self._idle.wait(min(left, 0.05))
+            if idle:
+                time.sleep(min(left, 0.05))
+            else:
+                self._idle.wait(min(left, 0.05))
         return time.monotonic() - started
 
 
