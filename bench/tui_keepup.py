@@ -85,6 +85,9 @@ def limiter(rate: float, read_ahead_s: float = 5.0) -> None:
     finally:
         print(f"limiter: waited {waited_generator:.1f} s for the generator, {waited_app:.1f} s for the app "
               f"(pipe full), over {time.monotonic() - start:.0f} s", file=sys.stderr, flush=True)
+        # The read-ahead thread may be blocked reading stdin: a normal interpreter shutdown then
+        # aborts with "could not acquire lock for <stdin>".
+        os._exit(0)
 
 
 def cpu_seconds(pid: int) -> float:
