@@ -56,7 +56,7 @@ PIPE_SIZE = 1 << 20
 """Asked for with F_SETPIPE_SZ (the Linux maximum for unprivileged processes)."""
 
 CHECKPOINT_LINES = 100_000
-"""Lines ingested between two checkpoints (≈ 5 s of a 20k lines/s stream, ~70k sample events)."""
+"""Lines ingested between two checkpoints (≈ 5 s of a 20k lines/s stream)."""
 
 DEFAULT_MAX_EVENTS = 2_000_000
 DEFAULT_MAX_AGE = timedelta(hours=2)
@@ -274,7 +274,7 @@ class Checkpoints:
             cur.execute("CHECKPOINT")
         except duckdb.TransactionException:
             # DuckDB refuses while it counts another transaction as a write; the dashboard's
-            # own queries sometimes are (3 refusals in 90 s at 20k lines/s). Next piece.
+            # own queries sometimes are (3-22 refusals per 90-300 s at 20k lines/s). Next piece.
             return False
         self._since = 0
         return True
