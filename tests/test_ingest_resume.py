@@ -339,6 +339,52 @@ def test_killed_ingest_then_rerun_has_no_duplicates_and_no_gaps(tmp_path: Path, 
         wal_bytes //= 3  # the ingest finished first: stop it earlier
     assert killed_midway, "never managed to stop the ingest between two commits"
 
+_CTRL_C_BETWEEN_UNITS = """
+import sys
+from mlinvestigate.ingest import pipeline
+from mlinvestigate.cli import main
+
+add_to, taken = pipeline.BatchCounts.add_to, []
+def add_to_then_ctrl_c(self, report):
+    taken.append(self)
+    if len(taken) == 3:
+        raise KeyboardInterrupt
+    return add_to(self, report)
+pipeline.BatchCounts.add_to = add_to_then_ctrl_c
+main()
+"""
+
+
+@pytest.mark.parametrize("source", ["file", "stdin"])
+def test_ctrl_c_between_two_units_exits_cleanly(tmp_path: Path, source: str) -> None:
+    """Ctrl-C landing in the loop that takes committed units (not inside DuckDB) exits 130 with
+    one line. Fix: the units generator was left to the garbage collector, whose cleanup ran at
+    exit on a closed connection: a traceback, then DuckDB's leaked-object report."""
+    from mlinvestigate.sample import generate
+
+    log = tmp_path / "big.jsonl"
+    stats = generate(str(log), lines=3_000, seed=5)
+    db = tmp_path / "ctrl-c.duckdb"
+    env = {**os.environ, "MLINV_COMMIT_LINES": "1", "MLINV_CHUNK_BYTES": str(64 << 10)}
+    target = ["-"] if source == "stdin" else [str(log)]
+    command = [sys.executable, "-c", _CTRL_C_BETWEEN_UNITS, "ingest", *target, "--db", str(db)]
+    with log.open("rb") as stdin:
+        run = subprocess.run(command, env=env, cwd=NEUTRAL_DIR, stdin=stdin, capture_output=True, timeout=60)
+    assert run.returncode == 130, run.stderr
+    assert run.stderr.decode().strip() == "mlinv: interrupted"
+    with log.open("rb") as stdin:
+        rerun = subprocess.run([*MLINV, "ingest", *target, "--db", str(db), "--quiet"], stdin=stdin,
+                               env=env, cwd=NEUTRAL_DIR, capture_output=True, timeout=60)
+    assert rerun.returncode == 0, rerun.stderr
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        events, distinct = con.execute(
+            "SELECT count(*), count(DISTINCT (line, record)) FROM events").fetchone()
+    finally:
+        con.close()
+    assert events == distinct == stats.lines - stats.corrupted_lines - stats.blank_lines
+
+
 
 def test_second_writer_gets_a_one_line_in_use_error(tmp_path: Path) -> None:
     """While another process holds the database, `mlinv ingest` exits 4 with one line."""

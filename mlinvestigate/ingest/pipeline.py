@@ -267,11 +267,14 @@ class Ingestor:
                     position = raw_file.tell() if raw_file is not None else batch.end_offset
                     self.progress(path, position, batch.first_line + batch.line_count - start_line)
 
+            # closing(): a Ctrl-C between two units left the generator to the garbage collector,
+            # which ran its cleanup at exit, after the connection had closed (a traceback).
             units = self._stream_units(batches, source_id, abspath, carry_ts, read_progress)
-            for batch, counts in units:
-                counts.add_to(report)
-                carry_ts = counts.last_ts
-                report.bytes = batch.end_offset - start_offset
+            with contextlib.closing(units):
+                for batch, counts in units:
+                    counts.add_to(report)
+                    carry_ts = counts.last_ts
+                    report.bytes = batch.end_offset - start_offset
         self.commit()
         digest, digest_len = reader.fingerprint(abspath)
         self.con.execute(
@@ -309,10 +312,11 @@ class Ingestor:
 
         units = self._stream_units(batches, source_id, name, carry_ts, read_progress,
                                    stop_reading=pipe.cancel if pipe is not None else None)
-        for batch, counts in units:
-            counts.add_to(report)
-            carry_ts = counts.last_ts
-            end_offset = batch.end_offset
+        with contextlib.closing(units):
+            for batch, counts in units:
+                counts.add_to(report)
+                carry_ts = counts.last_ts
+                end_offset = batch.end_offset
         self.commit()
         digest = hasher.hexdigest()
         duplicate = self.con.execute(
@@ -345,7 +349,8 @@ class Ingestor:
         cursor = self.con.cursor()
 
         def stop() -> None:
-            cursor.interrupt()
+            with contextlib.suppress(duckdb.Error):  # already closed: nothing left to interrupt
+                cursor.interrupt()
             if stop_reading is not None:
                 stop_reading()
 
@@ -369,7 +374,8 @@ class Ingestor:
                     yield unit, counts
             finally:
                 ahead.close()  # stops the reader thread, which uses the cursor
-                cursor.close()
+                with contextlib.suppress(duckdb.Error):
+                    cursor.close()
 
     def _commit_unit(
         self, reads: _Peekable, source_id: int, source: str, carry_ts: Any,
