@@ -209,6 +209,20 @@ def m004_attrs_zstd(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE events_m004 RENAME TO events")
 
 
+@migration
+def m005_request_index(con: duckdb.DuckDBPyConnection) -> None:
+    # Where each request_id was seen in time, so `mlinv trace` needs no full scan (see
+    # request_index.py); built here from the events of an older database.
+    from . import request_index
+
+    con.execute(request_index.CREATE_SQL)
+    con.execute(request_index.BACKFILL_SQL)
+    # No default: a source added by an older mlinv, which does not write the index, stays NULL
+    # and sends trace back to the full scan.
+    con.execute("ALTER TABLE sources ADD COLUMN request_indexed BOOLEAN")
+    con.execute("UPDATE sources SET request_indexed = true")
+
+
 def _applied(con: duckdb.DuckDBPyConnection) -> set[str]:
     con.execute(
         "CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, applied TIMESTAMP)"

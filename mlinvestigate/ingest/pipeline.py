@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 # Arrow set-up that `import duckdb` does.
 import duckdb
 
+from .. import request_index
 from ..errors import InputError, UsageError
 from ..schema import REJECT_RAW_LIMIT
 from . import aliases, envelopes, normalize, reader
@@ -496,7 +497,7 @@ class Ingestor:
     def _delete_source(self, source_id: int) -> None:
         self.con.execute("BEGIN TRANSACTION")
         try:
-            for table in ("events", "rejects", "sources"):
+            for table in ("events", "rejects", "request_index", "sources"):
                 self.con.execute(f"DELETE FROM {table} WHERE source_id = $id", {"id": source_id})
             self.con.execute("COMMIT")
         except BaseException:
@@ -578,6 +579,7 @@ class Ingestor:
         if summary["ts_missing"] and (carry_ts is not None or summary["last_ts"] is not None):
             con.execute(normalize.FILL_MISSING_TS_SQL, {**batch_range, "carry": carry_ts})
             summary = self._batch_summary(batch_range)
+        con.execute(request_index.ADD_LINES_SQL, batch_range)
         for name in ("unparsed_latency", "negative_latency", "absurd_latency", "ts_inferred",
                      "ts_missing"):
             if summary[name]:
@@ -772,8 +774,9 @@ class Ingestor:
         source_id = self.con.execute("SELECT coalesce(max(source_id), 0) + 1 FROM sources").fetchone()[0]
         self.con.execute(
             """INSERT INTO sources (source_id, path, kind, compression, fingerprint, fingerprint_len,
-                   file_size, file_mtime, file_inode, first_ingest, last_ingest)
-               VALUES ($id, $path, $kind, $compression, $fp, $fl, $size, $mtime, $inode, now(), now())""",
+                   file_size, file_mtime, file_inode, first_ingest, last_ingest, request_indexed)
+               VALUES ($id, $path, $kind, $compression, $fp, $fl, $size, $mtime, $inode, now(), now(),
+                       true)""",
             {"id": source_id, "path": path, "kind": kind, "compression": compression, "fp": digest,
              "fl": digest_len, "size": size, "mtime": mtime, "inode": inode},
         )

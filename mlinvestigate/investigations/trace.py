@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from .. import request_index
 from ..engines import DUCKDB, SPARK, Engine, as_engine, sql_for
 from ..errors import UsageError
 from ..result import Result
@@ -41,11 +42,13 @@ SELECT ts, event, level, service, request_id, trace_id, span_id,
        error_type, error_category, error_message, source, line, record
 FROM events
 WHERE starts_with({id_column}, $prefix)
+  {time_range}
 LIMIT $max_events
 """
 """{id_column} is request_id, or trace_id when no request_id matches. One column per query:
 an OR of the two stops DuckDB from filtering inside the scan, and then every row's attrs is
-read (4× slower)."""
+read (4× slower). {time_range} is the request index's time span of the ids (empty for a scan),
+which the zone maps of ts turn into a read of a few row groups."""
 
 SPARK_TRACE_SQL = """
 SELECT ts, event, level, service, request_id, trace_id, span_id,
@@ -56,6 +59,7 @@ SELECT ts, event, level, service, request_id, trace_id, span_id,
        error_type, error_category, error_message, source, line, record
 FROM events
 WHERE startswith({id_column}, :prefix)
+  {time_range}
 LIMIT :max_events
 """
 
@@ -141,50 +145,54 @@ def trace(con: duckdb.DuckDBPyConnection | Engine, request_id: str) -> Result:
     if not text:
         raise UsageError("empty request id")
     sql = sql_for(SQL, engine.name)
-    fetched = engine.execute(sql.format(id_column="request_id"),
-                             {"prefix": text, "max_events": MAX_EVENTS}).fetchall()
+    fetched = _request_lines(engine, sql, text)
     if not fetched:
-        fetched = engine.execute(sql.format(id_column="trace_id"),
+        fetched = engine.execute(sql.format(id_column="trace_id", time_range=""),
                                  {"prefix": text.lower(), "max_events": MAX_EVENTS}).fetchall()
     events = [_Event(*row) for row in fetched]
     chosen, label = _choose(events, text)
     if label.startswith("trace ") and len(request_ids := {e.request_id for e in chosen
                                                            if e.request_id}) == 1:
         # Found by trace id: some lines of its request may log only the request id.
-        more = engine.execute(sql.format(id_column="request_id"),
-                              {"prefix": request_ids.pop(), "max_events": MAX_EVENTS}).fetchall()
+        more = _request_lines(engine, sql, request_ids.pop())
         seen = {(e.source, e.line, e.record) for e in chosen}
         chosen += [e for e in map(lambda row: _Event(*row), more)
                    if (e.source, e.line, e.record) not in seen]
     if not chosen:
         return Result(title=f"Trace {text}", columns=_COLUMNS, rows=[])
-    chosen.sort(key=lambda e: (e.ts, e.source or "", e.line or 0))
-    spans = _spans(chosen)
-    t0 = min([chosen[0].ts, *(s.start for s in spans)])
-    t1 = max([chosen[-1].ts, *(s.end for s in spans if s.end is not None)])
-    duration_ms = (t1 - t0).total_seconds() * 1000.0
-
-    rows = []
-    for e in chosen:
-        if e.latency_ms is not None and math.isfinite(e.latency_ms):
-            bar = _bar(e.ts - timedelta(milliseconds=e.latency_ms), e.ts, t0, duration_ms)
-        else:
-            bar = _bar(e.ts, None, t0, duration_ms)
-        rows.append((
-            e.ts, _offset_ms(e.ts, t0), e.service, e.event, e.model_version,
-            e.status or (str(e.status_code) if e.status_code is not None else None),
-            e.latency_ms, e.error, f"{e.source}:{e.line}" if e.source else None, bar,
-        ))
-
+    # Fix: a line logged without any time (none to infer either) crashed the ordering; such
+    # lines are listed after the others, in file order, outside the waterfall.
+    timed = sorted((e for e in chosen if e.ts is not None), key=lambda e: (e.ts, e.source or "", e.line or 0))
+    untimed = sorted((e for e in chosen if e.ts is None), key=lambda e: (e.source or "", e.line or 0))
+    chosen = timed + untimed
+    spans = _spans(timed)
     services = sorted({e.service for e in chosen if e.service})
-    first = chosen[0]
-    notes = [
-        f"{label}: {len(chosen)} events from {len(services)} service(s) "
-        f"({', '.join(services)}) between {clock_text(first.ts, with_date=True)} and "
-        f"{clock_text(chosen[-1].ts)}; trace duration {ms_text(duration_ms)}",
-        "waterfall: █ a line's own latency (ts − latency_ms … ts), ▏ a line without one; "
-        f"full width = {ms_text(duration_ms)}",
-    ]
+    summary = f"{label}: {len(chosen)} events from {len(services)} service(s) ({', '.join(services)})"
+    rows = []
+    notes = []
+    if timed:
+        t0 = min([timed[0].ts, *(s.start for s in spans)])
+        t1 = max([timed[-1].ts, *(s.end for s in spans if s.end is not None)])
+        duration_ms = (t1 - t0).total_seconds() * 1000.0
+        for e in timed:
+            if e.latency_ms is not None and math.isfinite(e.latency_ms):
+                bar = _bar(e.ts - timedelta(milliseconds=e.latency_ms), e.ts, t0, duration_ms)
+            else:
+                bar = _bar(e.ts, None, t0, duration_ms)
+            rows.append(_row(e, _offset_ms(e.ts, t0), bar))
+        notes += [
+            f"{summary} between {clock_text(timed[0].ts, with_date=True)} and "
+            f"{clock_text(timed[-1].ts)}; trace duration {ms_text(duration_ms)}",
+            "waterfall: █ a line's own latency (ts − latency_ms … ts), ▏ a line without one; "
+            f"full width = {ms_text(duration_ms)}",
+        ]
+    else:
+        t0, duration_ms = None, 0.0
+        notes.append(summary)
+    rows += [_row(e, None, "") for e in untimed]
+    if untimed:
+        notes.append(f"{len(untimed)} event(s) have no time at all: listed last, in file order, "
+                     "outside the waterfall")
     if len(events) >= MAX_EVENTS:
         notes.append(f"only the first {MAX_EVENTS} matching events were read")
     notes.extend(_missing_hops(chosen, spans))
@@ -194,8 +202,43 @@ def trace(con: duckdb.DuckDBPyConnection | Engine, request_id: str) -> Result:
         rows=rows,
         notes=notes,
         units={"offset_ms": "ms", "latency_ms": "ms"},
-        sections=[_span_table(spans, t0, duration_ms)],
+        sections=[_span_table(spans, t0, duration_ms)] if t0 is not None else [],
     )
+
+
+def _row(e: _Event, offset_ms: float | None, bar: str) -> tuple[object, ...]:
+    return (
+        e.ts, offset_ms, e.service, e.event, e.model_version,
+        e.status or (str(e.status_code) if e.status_code is not None else None),
+        e.latency_ms, e.error, f"{e.source}:{e.line}" if e.source else None, bar,
+    )
+
+
+def _request_lines(engine: Engine, sql: str, prefix: str) -> list[tuple[object, ...]]:
+    """The events whose request_id starts with `prefix`: within the time span the request index
+    gives when the database has a usable one, else by a scan of every request_id."""
+    params: dict[str, object] = {"prefix": prefix, "max_events": MAX_EVENTS}
+    time_range = ""
+    span = _index_span(engine, prefix)
+    if span is not None and span.usable:
+        if span.entries == 0:
+            return []
+        time_range = "AND ts BETWEEN $first_ts AND $last_ts"
+        params.update(first_ts=span.first_ts, last_ts=span.last_ts)
+    return engine.execute(sql.format(id_column="request_id", time_range=time_range), params).fetchall()
+
+
+def _index_span(engine: Engine, prefix: str) -> request_index.Span | None:
+    """None where there is no index: another engine, a Parquet store, or a connection to a
+    database that was never migrated (the functions also take bare DuckDB connections)."""
+    if engine.name != DUCKDB or getattr(engine, "partitioned", False):
+        return None
+    from ..duckdb_core import duckdb
+
+    try:
+        return request_index.lookup(engine, prefix)
+    except duckdb.CatalogException:
+        return None
 
 
 _COLUMNS = ["ts", "offset_ms", "service", "event", "model_version", "status", "latency_ms",

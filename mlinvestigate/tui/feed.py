@@ -33,6 +33,8 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from .. import request_index
+
 if TYPE_CHECKING:
     import duckdb
 
@@ -227,6 +229,7 @@ class Retention:
             "DELETE FROM events WHERE ts < (SELECT max(ts) FROM events) - $age",
             {"age": self.max_age},
         ).fetchone()
+        cur.execute(request_index.PRUNE_SQL)
         # Rejects are kept for `mlinv rejects`-style inspection only; the count shown comes
         # from the ingestion counters, so the table can be cut short.
         cur.execute(
