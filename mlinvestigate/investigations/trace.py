@@ -167,7 +167,8 @@ def trace(con: duckdb.DuckDBPyConnection | Engine, request_id: str) -> Result:
     chosen = timed + untimed
     spans = _spans(timed)
     services = sorted({e.service for e in chosen if e.service})
-    summary = f"{label}: {len(chosen)} events from {len(services)} service(s) ({', '.join(services)})"
+    summary = (f"{label}: {len(chosen)} events from {len(services)} service(s) ({', '.join(services)})"
+               if services else f"{label}: {len(chosen)} events (no service logged)")
     rows = []
     notes = []
     if timed:
