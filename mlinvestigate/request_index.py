@@ -33,26 +33,21 @@ CREATE TABLE request_index (
 )
 """
 
-BACKFILL_SQL = """
+_INSERT_SQL = """
 INSERT INTO request_index
 SELECT request_id, source_id, min(ts), max(ts), count(*) > count(ts)
 FROM events
 WHERE request_id IS NOT NULL
+  {lines}
 GROUP BY request_id, source_id
 ORDER BY request_id
 """
+
+BACKFILL_SQL = _INSERT_SQL.format(lines="")
 """Builds the index of a database ingested before it existed (migration m005)."""
 
-ADD_LINES_SQL = """
-INSERT INTO request_index
-SELECT request_id, source_id, min(ts), max(ts), count(*) > count(ts)
-FROM events
-WHERE source_id = $source_id
-  AND line BETWEEN $first_line AND $last_line
-  AND request_id IS NOT NULL
-GROUP BY request_id, source_id
-ORDER BY request_id
-"""
+ADD_LINES_SQL = _INSERT_SQL.format(
+    lines="AND source_id = $source_id AND line BETWEEN $first_line AND $last_line")
 """The requests of the lines just inserted (one unit, in the ingest's open transaction)."""
 
 PRUNE_SQL = """
