@@ -223,6 +223,20 @@ def m005_request_index(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("UPDATE sources SET request_indexed = true")
 
 
+@migration
+def m006_request_starts(con: duckdb.DuckDBPyConnection) -> None:
+    # Start lines matched with their finish at ingest, so `mlinv throughput` needs no join of
+    # every start with every finish (see request_starts.py); built here for an older database.
+    from . import request_starts
+
+    con.execute(request_starts.CREATE_SQL)
+    request_starts.backfill(con)
+    # No default, as for request_indexed: throughput trusts the table only when every source
+    # was written by an mlinv that fills it.
+    con.execute("ALTER TABLE sources ADD COLUMN starts_indexed BOOLEAN")
+    con.execute("UPDATE sources SET starts_indexed = true")
+
+
 def _applied(con: duckdb.DuckDBPyConnection) -> set[str]:
     con.execute(
         "CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, applied TIMESTAMP)"

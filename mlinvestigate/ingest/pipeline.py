@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 # Arrow set-up that `import duckdb` does.
 import duckdb
 
-from .. import request_index
+from .. import request_index, request_starts
 from ..errors import InputError, UsageError
 from ..schema import REJECT_RAW_LIMIT
 from . import aliases, envelopes, normalize, reader
@@ -467,7 +467,7 @@ class Ingestor:
             rejects = self.con.execute(
                 "SELECT count(*) FROM rejects WHERE source_id = $id AND line = $line", key
             ).fetchone()[0]
-            for table in ("events", "rejects"):
+            for table in ("events", "rejects", "request_starts"):
                 self.con.execute(f"DELETE FROM {table} WHERE source_id = $id AND line = $line", key)
             carry_ts = self.con.execute(
                 "SELECT arg_max(ts, line * 100000 + record) FROM events "
@@ -497,8 +497,9 @@ class Ingestor:
     def _delete_source(self, source_id: int) -> None:
         self.con.execute("BEGIN TRANSACTION")
         try:
-            for table in ("events", "rejects", "request_index", "sources"):
+            for table in ("events", "rejects", "request_index", "request_starts", "sources"):
                 self.con.execute(f"DELETE FROM {table} WHERE source_id = $id", {"id": source_id})
+            self.con.execute(request_starts.REOPEN_SQL, {"id": source_id})
             self.con.execute("COMMIT")
         except BaseException:
             self.con.execute("ROLLBACK")
@@ -580,6 +581,7 @@ class Ingestor:
             con.execute(normalize.FILL_MISSING_TS_SQL, {**batch_range, "carry": carry_ts})
             summary = self._batch_summary(batch_range)
         con.execute(request_index.ADD_LINES_SQL, batch_range)
+        request_starts.add_lines(con, batch_range)
         for name in ("unparsed_latency", "negative_latency", "absurd_latency", "ts_inferred",
                      "ts_missing"):
             if summary[name]:
@@ -774,9 +776,10 @@ class Ingestor:
         source_id = self.con.execute("SELECT coalesce(max(source_id), 0) + 1 FROM sources").fetchone()[0]
         self.con.execute(
             """INSERT INTO sources (source_id, path, kind, compression, fingerprint, fingerprint_len,
-                   file_size, file_mtime, file_inode, first_ingest, last_ingest, request_indexed)
+                   file_size, file_mtime, file_inode, first_ingest, last_ingest, request_indexed,
+                   starts_indexed)
                VALUES ($id, $path, $kind, $compression, $fp, $fl, $size, $mtime, $inode, now(), now(),
-                       true)""",
+                       true, true)""",
             {"id": source_id, "path": path, "kind": kind, "compression": compression, "fp": digest,
              "fl": digest_len, "size": size, "mtime": mtime, "inode": inode},
         )

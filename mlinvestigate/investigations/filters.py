@@ -26,7 +26,7 @@ GROUP BY request_id, which on 10 M events costs more than a whole investigation 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -433,6 +433,18 @@ def event_kinds(con: duckdb.DuckDBPyConnection | Engine) -> EventKinds:
 
 def _read_event_kinds(engine: Engine) -> EventKinds:
     names = event_names(engine)
+    kinds = kinds_of_names(names)
+    if kinds.free_text or not kinds.load:
+        return kinds
+    loads_have_latency = bool(
+        engine.execute(LOAD_LATENCY_SQL_BY_ENGINE, {"k_load": kinds.load}).fetchone()[0]
+    )
+    return replace(kinds, loads_have_latency=loads_have_latency)
+
+
+def kinds_of_names(names: list[str]) -> EventKinds:
+    """The names classified by role (loads assumed to carry a latency: the safe choice, as
+    request lines then exclude them explicitly)."""
     if len(names) > MAX_EVENT_NAMES:
         return EventKinds([], [], [], free_text=True)
     kinds: dict[str, list[str]] = {"start": [], "finish": [], "load": []}
@@ -440,11 +452,7 @@ def _read_event_kinds(engine: Engine) -> EventKinds:
         kind = classify_event_name(name)
         if kind:
             kinds[kind].append(name)
-    loads_have_latency = bool(kinds["load"]) and bool(
-        engine.execute(LOAD_LATENCY_SQL_BY_ENGINE, {"k_load": kinds["load"]}).fetchone()[0]
-    )
-    return EventKinds(kinds["start"], kinds["finish"], kinds["load"],
-                      loads_have_latency=loads_have_latency)
+    return EventKinds(kinds["start"], kinds["finish"], kinds["load"])
 
 
 # ------------------------------------------------------------------------ time

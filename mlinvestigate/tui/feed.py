@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from .. import request_index
+from .. import request_index, request_starts
 
 if TYPE_CHECKING:
     import duckdb
@@ -236,7 +236,11 @@ class Retention:
             "DELETE FROM rejects WHERE rowid <= (SELECT max(rowid) - $n FROM rejects)",
             {"n": MAX_REJECTS_KEPT},
         )
-        return int(by_count[0] if by_count else 0) + int(by_age[0] if by_age else 0)
+        deleted = int(by_count[0] if by_count else 0) + int(by_age[0] if by_age else 0)
+        if deleted:
+            for statement in request_starts.DISOWN_SQL:
+                cur.execute(statement)
+        return deleted
 
 
 @dataclass

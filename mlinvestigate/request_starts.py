@@ -1,0 +1,139 @@
+"""Request starts: every start line (request_start …) with when its request finished at the
+same service, matched at ingest, so `mlinv throughput` counts dropped requests without joining
+millions of starts to millions of finishing lines at query time.
+
+`request_starts` holds one row per start line, so it also gives throughput the count of starts
+per second without reading the events. Its `finished_at` is the
+time of the earliest finishing line (a request line, as throughput defines it) of the same
+request at the same service, found in the start's own unit when it is ingested, or else in the
+first unit ingested after it that has one. It is never the proof that a request was *not*
+finished: a start left open (NULL, or a finish outside the window asked for) is settled at
+query time, by the request index when the request was seen in one unit only, else by reading
+the events of those few requests (`investigations/throughput.py`).
+
+A finishing line without a time counts as finished at -infinity, so that a window with a start
+sends the request to that exact check instead of taking it as finished.
+
+Measured on 10 M events (BENCHMARKS.md §2, session 9): the dropped count took 0.09 s from this
+table against 0.62 s for the anti-join of 3.3 M starts with 3.3 M finishing lines.
+
+Every path that inserts events adds their starts here (Ingestor._load_batch); removing a source
+removes its starts and reopens the starts it had finished; the dashboard's retention gives the
+table up (DISOWN_SQL).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+CREATE_SQL = """
+CREATE TABLE request_starts (
+    source_id   INTEGER NOT NULL,   -- removed with its source
+    line        BIGINT NOT NULL,
+    record      INTEGER NOT NULL,
+    ts          TIMESTAMP,
+    service     VARCHAR,
+    request_id  VARCHAR,            -- a start without one is counted, never matched
+    finished_at TIMESTAMP,          -- see the module's text; NULL: no finish found yet
+    finished_by INTEGER             -- the source of that finishing line
+)
+"""
+
+_INSERT_SQL = """
+INSERT INTO request_starts
+WITH lines AS (
+    SELECT source_id, line, record, ts, service, request_id, event, latency_ms
+    FROM events
+    WHERE true
+      {lines}
+),
+finishes AS (
+    SELECT service, request_id,
+           min(coalesce(ts, '-infinity'::TIMESTAMP)) AS finished_at,
+           arg_min(source_id, coalesce(ts, '-infinity'::TIMESTAMP)) AS finished_by
+    FROM lines
+    WHERE {request_line}
+      AND request_id IS NOT NULL
+    GROUP BY ALL
+)
+SELECT s.source_id, s.line, s.record, s.ts, s.service, s.request_id, f.finished_at,
+       f.finished_by
+FROM lines s
+LEFT JOIN finishes f ON s.service = f.service AND s.request_id = f.request_id
+WHERE {is_start}
+ORDER BY s.source_id, s.line, s.record
+"""
+
+_UNIT = "AND source_id = $source_id AND line BETWEEN $first_line AND $last_line"
+
+LINK_SQL = """
+UPDATE request_starts
+SET finished_at = f.finished_at, finished_by = $source_id
+FROM (
+    SELECT service, request_id, min(coalesce(ts, '-infinity'::TIMESTAMP)) AS finished_at
+    FROM events
+    WHERE request_id IS NOT NULL
+      {lines}
+      AND {request_line}
+      AND request_id IN (SELECT request_id FROM request_starts
+                         WHERE finished_at IS NULL AND request_id IS NOT NULL)
+    GROUP BY ALL
+) AS f
+WHERE request_starts.finished_at IS NULL
+  AND request_starts.service = f.service
+  AND request_starts.request_id = f.request_id
+""".replace("{lines}", _UNIT)
+"""Starts of earlier units still open, finished by this unit (a request cut by a unit's end)."""
+
+EVENT_NAMES_SQL = f"SELECT DISTINCT event FROM events WHERE event IS NOT NULL {_UNIT}"
+
+REOPEN_SQL = "UPDATE request_starts SET finished_at = NULL, finished_by = NULL WHERE finished_by = $id"
+"""After a source is removed: the starts that only its lines had finished are open again."""
+
+DISOWN_SQL = [
+    "UPDATE sources SET starts_indexed = false WHERE starts_indexed",
+    "DELETE FROM request_starts",
+]
+"""After the dashboard's retention removed events. Its count bound removes by arrival, which
+is not line order across units: a start can outlive the finishing line it was matched with, and
+nothing cheap tells which. So the table is given up for the sources already read (throughput
+then reads the events, as before the table existed) and emptied, so it does not grow."""
+
+
+def _classified(con: Any, unit: dict[str, Any] | None) -> tuple[str, str, dict[str, Any]]:
+    """The start and request-line conditions for the events of `unit` (all events when None),
+    from the names found there, with their parameters."""
+    from .investigations.filters import kinds_of_names
+
+    if unit is None:
+        names = con.execute("SELECT DISTINCT event FROM events WHERE event IS NOT NULL").fetchall()
+    else:
+        names = con.execute(EVENT_NAMES_SQL, unit).fetchall()
+    kinds = kinds_of_names([row[0] for row in names])
+    is_start, params = kinds.start_sql()
+    finish, finish_params = kinds.finish_sql()
+    load, load_params = kinds.load_sql()
+    # Loads are excluded whether or not they carry a latency: the same lines as throughput's
+    # request_line_sql, which only drops the exclusion when no load has a latency.
+    request_line = f"((latency_ms IS NOT NULL OR {finish}) AND NOT coalesce({load}, false))"
+    return is_start, request_line, {**params, **finish_params, **load_params}
+
+
+def add_lines(con: Any, unit: dict[str, Any]) -> None:
+    """Record the starts of the lines just inserted (`unit`: source_id, first_line, last_line),
+    and finish the earlier starts this unit finishes. In the ingest's open transaction."""
+    is_start, request_line, params = _classified(con, unit)
+    link_params = {name: value for name, value in params.items() if name != "k_start"}
+    con.execute(LINK_SQL.format(request_line=request_line), {**unit, **link_params})
+    if is_start != "false":
+        con.execute(_INSERT_SQL.format(lines=_UNIT, is_start=is_start, request_line=request_line),
+                    {**unit, **params})
+
+
+def backfill(con: Any) -> None:
+    """Build the table from the events of a database ingested before it existed (migration
+    m006): every start against every finishing line of the database at once."""
+    is_start, request_line, params = _classified(con, None)
+    if is_start != "false":
+        con.execute(_INSERT_SQL.format(lines="", is_start=is_start, request_line=request_line),
+                    params)
