@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ingest_helpers import jsonl, write_log
 
-from mlinvestigate import store
+from mlinvestigate import request_starts, store
 from mlinvestigate.ingest.pipeline import Ingestor
 from mlinvestigate.investigations import throughput as throughput_module
 from mlinvestigate.investigations.filters import Filters
@@ -327,3 +327,19 @@ def test_an_untimed_finish_counts_only_in_a_window_without_bounds(tmp_path: Path
     finally:
         con.close()
 
+
+
+@pytest.mark.parametrize("seed", [21, 22])
+def test_without_linking_the_answer_is_the_same(seed: int, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(request_starts, "MAX_OPEN_TO_LINK", 0)  # as with too many open starts
+    db = _ingest(tmp_path, _scenario(seed), ["gateway", "model", "edge", "late"])
+    con = store.connect(str(db), read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM request_starts WHERE finished_by <> source_id"
+                           ).fetchone()[0] == 0  # nothing was linked
+        for filters in _windows(random.Random(seed)):
+            fast, slow = _both(con, filters, monkeypatch, every=timedelta(minutes=1))
+            assert _same_rows(fast, slow), filters
+    finally:
+        con.close()
