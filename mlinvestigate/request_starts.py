@@ -63,6 +63,7 @@ SELECT s.source_id, s.line, s.record, s.ts, s.service, s.request_id, f.finished_
        f.finished_by
 FROM starts s
 LEFT JOIN finishes f ON s.service = f.service AND s.request_id = f.request_id
+ORDER BY s.source_id, s.line, s.record  -- in time order, its times pack: half the size
 """
 
 _UNIT = "AND source_id = $source_id AND line BETWEEN $first_line AND $last_line"
