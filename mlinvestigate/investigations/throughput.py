@@ -493,8 +493,8 @@ def _notes(filters: Filters, entry: list[str], every: timedelta, step: timedelta
     if entry:
         notes.append(
             f"received = start lines at the entry service(s) {', '.join(entry)}; processed/"
-            f"failed = their finishing lines; dropped = started with no finishing line within "
-            f"{_duration(timeout)} (--timeout)"
+            f"failed = their finishing lines; dropped = started with no finishing line at the "
+            f"same service within {_duration(timeout)} (--timeout)"
         )
         notes.append(
             f"total: {totals['received']:,} received, {totals['processed']:,} processed, "
