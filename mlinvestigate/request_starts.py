@@ -24,6 +24,7 @@ table up (DISOWN_SQL).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 CREATE_SQL = """
@@ -94,7 +95,9 @@ MAX_OPEN_TO_LINK = 200_000
 from the events), and its cost grows with the open starts: with more open than this (a log
 whose requests finish at another service, say), the ingest stops linking."""
 
-EVENT_NAMES_SQL = f"SELECT DISTINCT event FROM events WHERE event IS NOT NULL {_UNIT}"
+EVENT_NAMES_SQL = f"""
+SELECT DISTINCT event FROM events WHERE event IS NOT NULL {_UNIT} LIMIT $most
+"""
 
 REOPEN_SQL = "UPDATE request_starts SET finished_at = NULL, finished_by = NULL WHERE finished_by = $id"
 """After a source is removed: the starts that only its lines had finished are open again."""
@@ -112,12 +115,15 @@ then reads the events, as before the table existed) and emptied, so it does not 
 def _classified(con: Any, unit: dict[str, Any] | None) -> tuple[str, str, dict[str, Any]]:
     """The start and request-line conditions for the events of `unit` (all events when None),
     from the names found there, with their parameters."""
-    from .investigations.filters import kinds_of_names
+    from .investigations.filters import MAX_EVENT_NAMES, kinds_of_names
 
+    # Past MAX_EVENT_NAMES the column holds messages: the patterns run in SQL, as at query time.
+    most = MAX_EVENT_NAMES + 1
     if unit is None:
-        names = con.execute("SELECT DISTINCT event FROM events WHERE event IS NOT NULL").fetchall()
+        names = con.execute("SELECT DISTINCT event FROM events WHERE event IS NOT NULL LIMIT $most",
+                            {"most": most}).fetchall()
     else:
-        names = con.execute(EVENT_NAMES_SQL, unit).fetchall()
+        names = con.execute(EVENT_NAMES_SQL, {**unit, "most": most}).fetchall()
     kinds = kinds_of_names([row[0] for row in names])
     is_start, params = kinds.start_sql()
     finish, finish_params = kinds.finish_sql()
@@ -133,11 +139,16 @@ def add_lines(con: Any, unit: dict[str, Any]) -> None:
     and finish the earlier starts this unit finishes. In the ingest's open transaction."""
     is_start, request_line, params = _classified(con, unit)
     if 0 < con.execute(OPEN_STARTS_SQL).fetchone()[0] <= MAX_OPEN_TO_LINK:
-        link_params = {name: value for name, value in params.items() if name != "k_start"}
-        con.execute(LINK_SQL.format(request_line=request_line), {**unit, **link_params})
+        link = LINK_SQL.format(request_line=request_line)
+        con.execute(link, _used(link, {**unit, **params}))
     if is_start != "false":
         con.execute(_INSERT_SQL.format(lines=_UNIT, is_start=is_start, request_line=request_line),
                     {**unit, **params})
+
+
+def _used(sql: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters `sql` names (DuckDB refuses any other)."""
+    return {name: value for name, value in params.items() if re.search(rf"\${name}\b", sql)}
 
 
 def backfill(con: Any) -> None:

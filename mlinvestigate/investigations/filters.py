@@ -329,6 +329,8 @@ _FINISH_NAME = re.compile(
     r"|rejected|served|result|prediction$|inference$",
     re.IGNORECASE,
 )
+_PATTERN_ORDER = [_LOAD_NAME, _START_NAME, _FINISH_NAME]
+"""The order classify_event_name tests them in: the first that matches names the kind."""
 MAX_EVENT_NAMES = 5000
 """More distinct event names than this means the event column holds free text (messages), not
 names; names are then classified in SQL with the same patterns (slower)."""
@@ -362,10 +364,18 @@ class EventKinds:
         marker = param(engine, name)
         if self.free_text:
             # The patterns use only syntax that Python, RE2 (DuckDB) and Java (Spark) agree on.
-            if engine == SPARK:
-                return f"coalesce({column}, '') RLIKE {marker}", {name: "(?i)" + pattern.pattern}
-            return (f"regexp_matches(coalesce({column}, ''), {marker})",
-                    {name: "(?i)" + pattern.pattern})
+            # Fix: classify_event_name's order holds here too (a load is never a start, a start
+            # never a finish): "model load start" made the model server an entry service.
+            before = _PATTERN_ORDER[: _PATTERN_ORDER.index(pattern)]
+            matches = "{column} RLIKE {marker}" if engine == SPARK else "regexp_matches({column}, {marker})"
+            text = f"coalesce({column}, '')"
+            condition = matches.format(column=text, marker=marker)
+            params = {name: "(?i)" + pattern.pattern}
+            if before:
+                exclude = param(engine, name + "_not")
+                condition += " AND NOT " + matches.format(column=text, marker=exclude)
+                params[name + "_not"] = "(?i)" + "|".join(f"(?:{p.pattern})" for p in before)
+            return f"({condition})", params
         if not names:
             return "false", {}
         if engine == SPARK:
