@@ -124,14 +124,12 @@ def _classified(con: Any, unit: dict[str, Any] | None) -> tuple[str, str, dict[s
                             {"most": most}).fetchall()
     else:
         names = con.execute(EVENT_NAMES_SQL, {**unit, "most": most}).fetchall()
+    # The names of one unit cannot tell whether loads carry a latency anywhere: kinds_of_names
+    # assumes they do, so request lines exclude loads explicitly, which selects the same lines.
     kinds = kinds_of_names([row[0] for row in names])
     is_start, params = kinds.start_sql()
-    finish, finish_params = kinds.finish_sql()
-    load, load_params = kinds.load_sql()
-    # Loads are excluded whether or not they carry a latency: the same lines as throughput's
-    # request_line_sql, which only drops the exclusion when no load has a latency.
-    request_line = f"((latency_ms IS NOT NULL OR {finish}) AND NOT coalesce({load}, false))"
-    return is_start, request_line, {**params, **finish_params, **load_params}
+    request_line, line_params = kinds.request_line_sql()
+    return is_start, request_line, {**params, **line_params}
 
 
 def add_lines(con: Any, unit: dict[str, Any]) -> None:
