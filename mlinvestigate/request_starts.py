@@ -57,13 +57,14 @@ finishes AS (
     WHERE {request_line}
       AND request_id IS NOT NULL
       {lines}
-      AND list_contains((SELECT list(DISTINCT service) FROM starts), service)
+      AND (list_contains((SELECT list(DISTINCT service) FROM starts), service)
+           OR (service IS NULL AND (SELECT bool_or(service IS NULL) FROM starts)))
     GROUP BY ALL
 )
 SELECT s.source_id, s.line, s.record, s.ts, s.service, s.request_id, f.finished_at,
        f.finished_by
 FROM starts s
-LEFT JOIN finishes f ON s.service = f.service AND s.request_id = f.request_id
+LEFT JOIN finishes f ON s.service IS NOT DISTINCT FROM f.service AND s.request_id = f.request_id
 ORDER BY s.source_id, s.line, s.record  -- in time order, its times pack: half the size
 """
 
@@ -83,7 +84,7 @@ FROM (
     GROUP BY ALL
 ) AS f
 WHERE request_starts.finished_at IS NULL
-  AND request_starts.service = f.service
+  AND request_starts.service IS NOT DISTINCT FROM f.service
   AND request_starts.request_id = f.request_id
 """.replace("{lines}", _UNIT)
 """Starts of earlier units still open, finished by this unit (a request cut by a unit's end)."""

@@ -37,11 +37,12 @@ def _scenario(seed: int) -> dict[str, list[dict[str, Any]]]:
     lines elsewhere, a second entry service, retries, finishes logged before their start,
     finishes at another service, lines without a request_id, and finishing lines without time."""
     rng = random.Random(seed)
-    files: dict[str, list[dict[str, Any]]] = {"gateway": [], "model": [], "edge": [], "late": []}
+    files: dict[str, list[dict[str, Any]]] = {"gateway": [], "model": [], "edge": [], "late": [],
+                                              "unnamed": []}
     for n in range(rng.randint(40, 160)):
         request_id = f"req-{seed}-{n:04d}"
         start = BASE + timedelta(seconds=rng.uniform(0, 1200))
-        entry = "edge" if rng.random() < 0.2 else "gateway"
+        entry = rng.choices(["gateway", "edge", "unnamed"], weights=[7, 2, 1])[0]
         starts = 2 if rng.random() < 0.1 else 1
         for attempt in range(starts):
             files[entry].append({"timestamp": _iso(start + timedelta(seconds=attempt)),
@@ -60,7 +61,7 @@ def _scenario(seed: int) -> dict[str, list[dict[str, Any]]]:
         elif shape < 0.62:  # logged before its start (another clock, a buffered writer)
             files[entry].append({**finish, "timestamp": _iso(start - timedelta(seconds=3))})
         elif shape < 0.70:  # finished at another service only: dropped where it started
-            other = "gateway" if entry == "edge" else "edge"
+            other = "edge" if entry == "gateway" else "gateway"
             files[entry].append({**finish, "service": other,
                                  "timestamp": _iso(start + timedelta(seconds=latency_s))})
         elif shape < 0.80:  # its finish is in another file, ingested in any order
@@ -71,6 +72,10 @@ def _scenario(seed: int) -> dict[str, list[dict[str, Any]]]:
         # else: never finished
     files["gateway"].append({"timestamp": _iso(BASE + timedelta(seconds=5)), "service": "gateway",
                              "event": "request_start"})  # no request_id: counted, never matched
+    for records in files.values():  # a service that logs no service field
+        for record in records:
+            if record.get("service") == "unnamed":
+                del record["service"]
     for records in files.values():
         records.sort(key=lambda r: r["timestamp"])
         # Some disorder, as from several writers.
@@ -138,7 +143,7 @@ def test_dropped_from_the_starts_equals_dropped_from_the_events(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     files = _scenario(seed)
-    order = ["gateway", "model", "edge", "late"]
+    order = ["gateway", "model", "edge", "unnamed", "late"]
     db = _ingest(tmp_path_factory.mktemp("starts"), files, order[::-1] if reverse else order)
     con = store.connect(str(db), read_only=True)
     try:
@@ -157,18 +162,19 @@ def test_dropped_from_the_starts_equals_dropped_from_the_events(
 
 
 def test_every_start_line_is_in_the_table_once(tmp_path: Path) -> None:
-    db = _ingest(tmp_path, _scenario(3), ["late", "gateway", "model", "edge"])
+    db = _ingest(tmp_path, _scenario(3), ["late", "gateway", "model", "edge", "unnamed"])
     con = store.connect(str(db), read_only=True)
     try:
         from_events = con.execute(
             "SELECT source_id, line, record, ts, service, request_id FROM events "
             "WHERE event = 'request_start' ORDER BY ALL").fetchall()
+        assert any(row[4] is None for row in from_events)  # starts without a service
         from_table = con.execute(
             "SELECT source_id, line, record, ts, service, request_id FROM request_starts "
             "ORDER BY ALL").fetchall()
         assert from_table == from_events
         units = con.execute("SELECT count(DISTINCT source_id) FROM request_starts").fetchone()[0]
-        assert units == 2  # gateway and edge
+        assert units == 3  # gateway, edge and the unnamed one
     finally:
         con.close()
 
@@ -237,7 +243,7 @@ def test_a_torn_start_line_read_again_is_one_start(tmp_path: Path) -> None:
 def test_migration_builds_the_table_of_an_older_database(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    db = _ingest(tmp_path, _scenario(5), ["gateway", "model", "edge", "late"])
+    db = _ingest(tmp_path, _scenario(5), ["gateway", "model", "edge", "unnamed", "late"])
     con = store.connect(str(db))
     try:
         expected = throughput(con, Filters(), every=timedelta(minutes=1)).rows
@@ -333,7 +339,7 @@ def test_an_untimed_finish_counts_only_in_a_window_without_bounds(tmp_path: Path
 def test_without_linking_the_answer_is_the_same(seed: int, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(request_starts, "MAX_OPEN_TO_LINK", 0)  # as with too many open starts
-    db = _ingest(tmp_path, _scenario(seed), ["gateway", "model", "edge", "late"])
+    db = _ingest(tmp_path, _scenario(seed), ["gateway", "model", "edge", "unnamed", "late"])
     con = store.connect(str(db), read_only=True)
     try:
         assert con.execute("SELECT count(*) FROM request_starts WHERE finished_by <> source_id"
@@ -341,5 +347,27 @@ def test_without_linking_the_answer_is_the_same(seed: int, tmp_path: Path,
         for filters in _windows(random.Random(seed)):
             fast, slow = _both(con, filters, monkeypatch, every=timedelta(minutes=1))
             assert _same_rows(fast, slow), filters
+    finally:
+        con.close()
+
+
+def test_a_log_without_a_service_field(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One service that does not name itself: throughput had no rows at all (NULL entry)."""
+    records = []
+    for n in range(100):
+        start = BASE + timedelta(seconds=n)
+        records.append({"timestamp": _iso(start), "event": "request_start", "request_id": f"r{n}"})
+        if n % 10:
+            records.append({"timestamp": _iso(start + timedelta(milliseconds=20)),
+                            "event": "request_success", "request_id": f"r{n}", "latency_ms": 20})
+    records.append({"timestamp": _iso(BASE + timedelta(minutes=10)), "event": "tick"})
+    db = _ingest(tmp_path, {"app": records}, ["app"])
+    con = store.connect(str(db), read_only=True)
+    try:
+        fast, slow = _both(con, Filters(), monkeypatch, every=timedelta(minutes=1))
+        assert _same_rows(fast, slow)
+        assert (sum(fast.column("received")), sum(fast.column("processed")),
+                sum(fast.column("dropped"))) == (100, 90, 10)
+        assert any("entry service(s) (unnamed);" in note for note in fast.notes)
     finally:
         con.close()

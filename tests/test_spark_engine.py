@@ -85,7 +85,8 @@ def spark_session() -> Iterator[Any]:
 def stores(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A database file and its Parquet store: a generated sample spanning two days (so the
     dt partitions and their pruning are exercised), plus hand-written requests of a model
-    whose id needs escaping in a path and a line without a model_id."""
+    whose id needs escaping in a path, a line without a model_id and lines without a
+    service."""
     folder = tmp_path_factory.mktemp("spark")
     sample = folder / "sample.jsonl"
     generate(sample, 6000, seed=11, start=DEFAULT_START, duration=timedelta(hours=30))
@@ -97,6 +98,11 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
                          error=("TimeoutError", "deadline exceeded", 504)),
         {"timestamp": "2026-01-13T12:00:00Z", "service": "gateway", "event": "request_success",
          "request_id": "req-no-model", "latency_ms": 12.5},
+        # A service that logs no service field: a NULL entry service for throughput.
+        {"timestamp": "2026-01-13T12:01:00Z", "event": "request_start", "request_id": "req-anon-1"},
+        {"timestamp": "2026-01-13T12:01:01Z", "event": "request_success",
+         "request_id": "req-anon-1", "latency_ms": 1000.0},
+        {"timestamp": "2026-01-13T12:02:00Z", "event": "request_start", "request_id": "req-anon-2"},
     ])
     db = folder / "events.duckdb"
     con = store.connect(str(db))
@@ -152,6 +158,8 @@ CASES: list[tuple[str, dict[str, Any], Investigation]] = [
     ("errors every 1h", {"since": NIGHT}, lambda con, f: errors(con, f, every=timedelta(hours=1))),
     ("throughput in a window", {"since": NIGHT, "until": MORNING},
      lambda con, f: throughput(con, f, every=timedelta(hours=1), capacity_per_s=1.0)),
+    ("throughput around the unnamed service", {"until": NIGHT},
+     lambda con, f: throughput(con, f, every=timedelta(hours=2), timeout=timedelta(seconds=30))),
     ("loads", {}, lambda con, f: loads(con, f)),
 ]
 

@@ -70,7 +70,8 @@ entry AS (
 chosen AS (
     SELECT *
     FROM steps
-    WHERE service IN (SELECT service FROM entry)
+    -- Fix: NULL-safe, or logs without a service field (one service, unnamed) had no rows.
+    WHERE EXISTS (SELECT 1 FROM entry WHERE entry.service IS NOT DISTINCT FROM steps.service)
        OR NOT EXISTS (SELECT 1 FROM entry)
 ),
 per_step AS (
@@ -117,7 +118,7 @@ WITH starts AS (
     FROM events
     WHERE {where}
       AND {is_start}
-      AND list_contains($entry, service)
+      AND {at_entry}
       AND request_id IS NOT NULL
 ),
 finishes AS (
@@ -125,7 +126,7 @@ finishes AS (
     FROM events
     WHERE {finish_where}
       AND {request_line}
-      AND list_contains($entry, service)
+      AND {at_entry}
       AND request_id IS NOT NULL
 ),
 never_finished AS (
@@ -144,7 +145,7 @@ WITH starts AS (
     SELECT ts, service, request_id, finished_at
     FROM request_starts
     WHERE {where}
-      AND list_contains($entry, service)
+      AND {at_entry}
       AND request_id IS NOT NULL
 ),
 open_starts AS (
@@ -178,7 +179,7 @@ finishes AS (
     FROM events
     WHERE {finish_where}
       AND {request_line}
-      AND list_contains($entry, service)
+      AND {at_entry}
       AND hash(request_id, service) IN (SELECT request_key FROM judged WHERE NOT sure)
 ),
 never_finished AS (
@@ -198,7 +199,7 @@ _LATE_AND_COUNT = """finished_late AS (
     FROM events
     WHERE {where}
       AND {request_line}
-      AND list_contains($entry, service)
+      AND {at_entry}
       AND latency_ms > $timeout_ms
 )
 SELECT {interval_bucket} AS interval_start,
@@ -240,8 +241,8 @@ chosen AS (
     SELECT s.*
     FROM steps s
     CROSS JOIN (SELECT count(*) AS entries FROM entry) c
-    LEFT JOIN entry e ON s.service = e.service
-    WHERE e.service IS NOT NULL OR c.entries = 0
+    LEFT JOIN (SELECT service, true AS is_entry FROM entry) e ON s.service <=> e.service
+    WHERE e.is_entry OR c.entries = 0
 ),
 per_step AS (
     SELECT step_start, sum(starts) AS starts, sum(finished) AS finished,
@@ -265,7 +266,11 @@ SELECT {interval_bucket} AS interval_start,
        max(finished) AS peak_step_finished,
        greatest(max(open_after), 0) AS in_flight_peak,
        sum(busy_ms) AS busy_ms,
-       (SELECT array_sort(collect_list(service)) FROM entry) AS entry_services
+       -- collect_list skips NULL: an unnamed entry service goes last, as in DuckDB's list.
+       (SELECT CASE WHEN count_if(service IS NULL) > 0
+                    THEN array_append(array_sort(collect_list(service)), CAST(NULL AS STRING))
+                    ELSE array_sort(collect_list(service)) END
+        FROM entry) AS entry_services
 FROM flow
 GROUP BY 1
 ORDER BY 1
@@ -277,7 +282,7 @@ WITH starts AS (
     FROM events
     WHERE {where}
       AND {is_start}
-      AND array_contains(:entry, service)
+      AND {at_entry}
       AND request_id IS NOT NULL
 ),
 finishes AS (
@@ -285,19 +290,19 @@ finishes AS (
     FROM events
     WHERE {finish_where}
       AND {request_line}
-      AND array_contains(:entry, service)
+      AND {at_entry}
       AND request_id IS NOT NULL
 ),
 never_finished AS (
     SELECT s.ts FROM starts s LEFT ANTI JOIN finishes f
-        ON s.request_id = f.request_id AND s.service = f.service
+        ON s.request_id = f.request_id AND s.service <=> f.service
 ),
 finished_late AS (
     SELECT {started_at} AS ts
     FROM events
     WHERE {where}
       AND {request_line}
-      AND array_contains(:entry, service)
+      AND {at_entry}
       AND latency_ms > :timeout_ms
 )
 SELECT {interval_bucket} AS interval_start,
@@ -362,8 +367,9 @@ def throughput(
         known_entry = run(engine, ENTRY_SERVICES_SQL.format(where=where), where_params,
                           filters).fetchone()[0]
         if known_entry:
-            at_entry, flow_params["entry_hint"] = "AND list_contains($entry_hint, service)", \
-                known_entry
+            hint, hint_params = _at_entry("entry_hint", known_entry, dialect)
+            at_entry = f"AND {hint}"
+            flow_params.update(hint_params)
     flow = run(engine, sql_for(SQL["flow"], dialect).format(
         is_start=is_start, request_line=request_line, where=where, start_lines=start_lines,
         at_entry=at_entry, step_bucket=bucket_sql("step_us", engine=dialect),
@@ -392,10 +398,12 @@ def throughput(
             dropped_params.update(
                 finish_from=filters.since,
                 finish_until=filters.until + timeout if filters.until else None)
+        at_entry, entry_params = _at_entry("entry", entry, dialect)
         rows = run(engine, sql_for(text, dialect).format(
             where=where, finish_where=finish_where, is_start=is_start, request_line=request_line,
             interval_bucket=bucket_sql("every_us", engine=dialect), started_at=started_at,
-        ), {**dropped_params, "entry": entry, "timeout": timeout,
+            at_entry=at_entry,
+        ), {**dropped_params, **entry_params, "timeout": timeout,
             "timeout_ms": timeout.total_seconds() * 1000.0, "log_end": log_end},
             filters).fetchall()
         dropped = {row[0]: (row[1], row[2]) for row in rows}
@@ -439,6 +447,18 @@ def throughput(
     notes = _notes(filters, entry, every, step, timeout, totals, out, capacity_per_s)
     return Result(title=f"Throughput every {_duration(every)}", columns=columns, rows=out,
                   notes=notes, units=units)
+
+
+def _at_entry(name: str, services: list[str | None], dialect: str) -> tuple[str, dict[str, Any]]:
+    """`service` is one of `services`, NULL included (a log without a service field)."""
+    named = [service for service in services if service is not None]
+    contains = (f"array_contains(:{name}, service)" if dialect == SPARK
+                else f"list_contains(${name}, service)")
+    if not named:
+        return "service IS NULL", {}
+    if len(named) < len(services):
+        return f"({contains} OR service IS NULL)", {name: named}
+    return contains, {name: named}
 
 
 def _starts_usable(engine: Engine, filters: Filters) -> bool:
@@ -492,7 +512,8 @@ def _notes(filters: Filters, entry: list[str], every: timedelta, step: timedelta
                      "interval")
     if entry:
         notes.append(
-            f"received = start lines at the entry service(s) {', '.join(entry)}; processed/"
+            f"received = start lines at the entry service(s) "
+            f"{', '.join(name or '(unnamed)' for name in entry)}; processed/"
             f"failed = their finishing lines; dropped = started with no finishing line at the "
             f"same service within {_duration(timeout)} (--timeout)"
         )
