@@ -314,6 +314,17 @@ def test_errors_counts_examples_and_rates(sample_con):
     assert inference["rate_pct"] == pytest.approx(100.0 * count / requests)
 
 
+def test_errors_hop_note_names_the_services_of_the_logs(sample_con):
+    hop_notes = [n for n in errors(sample_con, ALL).notes if "each service it passed" in n]
+    assert hop_notes == [
+        "a failed request is logged by each service it passed (gateway, model-server): rows of "
+        "different services can be the same requests seen from several hops"]
+    one_service = errors(sample_con, Filters(service="gateway"))
+    assert not any("each service it passed" in n for n in one_service.notes)
+    by_category = errors(sample_con, ALL, by=["error_category"])
+    assert "rate_pct: errors / request lines of the whole window" in by_category.notes
+
+
 # ------------------------------------------------------------------------------- trace
 
 
@@ -326,7 +337,7 @@ def test_trace_of_a_timed_out_request_flags_the_missing_model_hop(sample_con):
     request_id = _a_timeout(sample_con)
     result = trace(sample_con, request_id)
     assert [r["event"] for r in result.records()] == ["request_start", "request_failure"]
-    assert any("missing hop" in n and "no model-server line" in n for n in result.notes)
+    assert any("missing hop" in n and "no model line" in n for n in result.notes)
     assert result.records()[-1]["waterfall"].endswith("█")
 
 

@@ -180,12 +180,18 @@ def errors(
         out_columns = ["interval_start", *out_columns]
     notes = [
         f"window: {filters.describe()}",
-        "rate_pct: errors / request lines of the same "
-        + ("/".join(rate_keys) if rate_keys else "whole window")
+        "rate_pct: errors / request lines of "
+        + ("the same " + "/".join(rate_keys) if rate_keys else "the whole window")
         + (" in the same interval" if every is not None else ""),
-        "a failed request is logged by each service it passed (gateway and model-server): "
-        "rows of different services are the same requests seen from two hops",
     ]
+    if "service" in columns:
+        at = columns.index("service")
+        services = sorted({row[at] for row in rows if row[at] is not None})
+        if len(services) > 1:
+            # Fix: this note named the sample's services (gateway, model-server) whatever the logs.
+            shown = ", ".join(services[:4]) + (" …" if len(services) > 4 else "")
+            notes.append(f"a failed request is logged by each service it passed ({shown}): rows "
+                         "of different services can be the same requests seen from several hops")
     if every is None and total > len(rows):
         notes.append(f"{total - len(rows)} more groups not shown (raise --limit)")
     ids_column = out_columns.index("example_request_ids")

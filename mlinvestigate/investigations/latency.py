@@ -157,7 +157,8 @@ def latency(
              + (" version" if split_versions else "")
              + (" in that interval" if every is not None else "")]
     if by == "input_size":
-        notes.append("only lines with both latency_ms and input_size (the model-server's); "
+        notes.append("only lines with both latency_ms and input_size (usually the model "
+                     "server's: callers seldom log input sizes); "
                      "buckets hold sizes from their lower edge up to the next edge, excluded")
     if every is None:
         notes.extend(_comparisons(rows, columns))

@@ -242,8 +242,15 @@ def summary(
         "mean_per_min: over the minutes the row was active (first_seen to last_seen)",
     ]
     if "model_version" in names and any(r[names.index("model_version")] is None for r in rows):
-        notes.append("rows without a model_version come from lines that do not log one (e.g. "
-                     "the gateway: the end-to-end view of all requests to that model)")
+        unversioned = ""
+        if "service" in names:
+            services = sorted({str(r[names.index("service")]) for r in rows
+                               if r[names.index("model_version")] is None
+                               and r[names.index("service")] is not None})
+            unversioned = f" ({', '.join(services[:4])}{' …' if len(services) > 4 else ''})" \
+                if services else ""
+        notes.append(f"rows without a model_version come from lines that do not log one"
+                     f"{unversioned}: a caller's end-to-end view of the requests to that model")
     notes.extend(verdict_notes)
     return Result(
         title="Summary by " + ", ".join(names),

@@ -401,7 +401,7 @@ def _missing_hops(events: list[_Event], spans: list[_Span]) -> list[str]:
             late = _offset_ms(span.end, parent.end)
             notes.append(f"{span.service} finished {ms_text(late)} after {parent.service} had "
                          "already answered (the caller gave up before the call finished)")
-    # A request names a model but no line carries what only the model-server logs.
+    # A request names a model but no line carries what only the model's server logs.
     model_lines = [e for e in events if e.model_version or e.input_size is not None]
     if any(e.model_id for e in events) and not model_lines:
         failed = next((e for e in events if e.error_category), None)
@@ -411,8 +411,9 @@ def _missing_hops(events: list[_Event], spans: list[_Span]) -> list[str]:
             took = f" after {ms_text(failed.latency_ms)}" if failed.latency_ms else ""
             answer = f"; {failed.service} answered {code}{failed.error or ''}{took}"
         notes.append(
-            f"missing hop: no model-server line for this request (only {', '.join(sorted(services))}"
-            f" logged it){answer} — the model call never finished, or its line was lost"
+            f"missing hop: no model line for this request (none with a model_version or "
+            f"input_size; only {', '.join(sorted(services))} logged it){answer} — the model call "
+            f"never finished, or its line was lost"
         )
     return notes
 
