@@ -82,6 +82,21 @@ def test_empty_results_exit_1_with_a_message(args, sample_db: Path, capsys, monk
     assert err.startswith("mlinv: ") and err.count("\n") == 1
 
 
+@pytest.mark.parametrize("command", ["summary", "slow", "throughput"])
+def test_events_without_request_lines_are_explained(command: str, tmp_path: Path, capsys,
+                                                    monkeypatch):
+    """An arrival trace (time and sizes, no latency, no event name) is not "no events"."""
+    log = tmp_path / "arrivals.jsonl"
+    log.write_text("".join(json.dumps({"timestamp": 1768262400 + n, "input_length": 100 + n})
+                           + "\n" for n in range(5)))
+    code, out, err = mlinv([command, "--logs", str(log)], capsys, monkeypatch)
+    assert code == 1 and not out
+    assert err == ("mlinv: none of the 5 events (all events) is a request line: one with a "
+                   "latency (latency_ms, duration_ms … or a field mapped with `mlinv ingest --map "
+                   "latency_ms=PATH`) or a finishing event name (…_success, …_failure, "
+                   "prediction …)\n")
+
+
 @pytest.mark.parametrize("args", [
     ["summary", "--since", "yesterday-ish"],
     ["slow", "--until", "2026-13-45"],

@@ -82,7 +82,28 @@ def _empty_message(con: duckdb.DuckDBPyConnection | Engine, filters: Filters) ->
         return "no events in the database (run `mlinv ingest FILE...` or pass --logs)"
     if filters.since and filters.since > newest:
         message += f"; the newest event is at {clock_text(newest, with_date=True)} UTC"
+        return message
+    events, request_lines = _window_counts(con, filters)
+    if events and not request_lines:
+        # Events, but none an investigation can count as a request: say why, not "no events".
+        message = (f"none of the {events:,} events ({filters.describe()}) is a request line: "
+                   "one with a latency (latency_ms, duration_ms … or a field mapped with "
+                   "`mlinv ingest --map latency_ms=PATH`) or a finishing event name "
+                   "(…_success, …_failure, prediction …)")
     return message
+
+
+def _window_counts(con: duckdb.DuckDBPyConnection | Engine, filters: Filters) -> tuple[int, int]:
+    """Events in the window, and how many of them are request lines."""
+    from ..engines import as_engine
+    from ..investigations.filters import event_kinds, run, where_sql
+
+    engine = as_engine(con)
+    where, params = where_sql(filters, engine)
+    request_line, line_params = event_kinds(engine).request_line_sql(engine.name)
+    row = run(engine, f"SELECT count(*), count(*) FILTER (WHERE {request_line}) FROM events "
+                      f"WHERE {where}", {**params, **line_params}, filters).fetchone()
+    return int(row[0]), int(row[1])
 
 
 @contextmanager
