@@ -524,7 +524,8 @@ def _print_simple_table(console: Console, title: str, headers: list[str], right:
         widths.append(width)
     # Each cell has one space of padding either side, and columns one space between them.
     total = sum(widths) + 3 * len(widths) - 1
-    if not cells or total > console.width or cell_len(title) > total or title != title.strip():
+    if not cells or not cells[0] or total > console.width or cell_len(title) > total \
+            or title != title.strip():
         return False  # rich would shrink or fold something, or re-space the title
 
     def line(row: list[tuple[str, str]], pad_style: str) -> Text:
