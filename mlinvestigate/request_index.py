@@ -52,9 +52,16 @@ ADD_LINES_SQL = _INSERT_SQL.format(
 
 PRUNE_SQL = """
 DELETE FROM request_index
-WHERE last_ts < (SELECT min(ts) FROM events) OR NOT EXISTS (SELECT 1 FROM events)
+WHERE last_ts < (SELECT min(ts) FROM events)
+   OR NOT EXISTS (SELECT 1 FROM events)
+   -- Fix: requests with no time at all were never pruned, so a stream without any time grew
+   -- the index without bound. The events without time are few (none in a timed stream).
+   OR (last_ts IS NULL
+       AND request_id NOT IN (SELECT request_id FROM events
+                              WHERE ts IS NULL AND request_id IS NOT NULL))
 """
-"""After the dashboard's retention removed old events: requests wholly older than what is kept."""
+"""After the dashboard's retention removed old events: requests wholly older than what is kept,
+and requests without time whose events are gone."""
 
 LOOKUP_SQL = """
 SELECT count(*), min(first_ts), max(last_ts), coalesce(bool_or(untimed), false),

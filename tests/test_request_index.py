@@ -5,6 +5,7 @@ and trace falls back to the scan wherever it cannot be trusted."""
 from __future__ import annotations
 
 import io
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -177,3 +178,19 @@ def test_retention_prunes_the_index_with_the_events(tmp_path: Path) -> None:
     kept = [r[0] for r in con.execute("SELECT DISTINCT request_id FROM events WHERE request_id IS NOT NULL "
                                       "LIMIT 5").fetchall()]
     assert all(request_index.lookup(con, rid).entries >= 1 for rid in kept)
+
+
+def test_retention_prunes_requests_without_time(tmp_path: Path) -> None:
+    """A stream without any time: its index rows (last_ts NULL) go with their events."""
+    con = store.connect(store.MEMORY)
+    lines = [json.dumps({"event": "request_start", "service": "api", "request_id": f"r{n}"})
+             for n in range(3000)]
+    Ingestor(con).ingest_stdin(io.BytesIO(("\n".join(lines) + "\n").encode()))
+    assert con.execute("SELECT count(*) FROM request_index WHERE last_ts IS NULL"
+                       ).fetchone()[0] == 3000
+    Retention(max_events=1000, max_age=timedelta(days=1)).prune(con)
+    kept = con.execute("SELECT count(DISTINCT request_id) FROM events").fetchone()[0]
+    assert kept == 1000
+    assert con.execute("SELECT count(*) FROM request_index").fetchone()[0] == kept
+    assert request_index.lookup(con, "r2999").entries == 1
+    assert request_index.lookup(con, "r0").entries == 0
